@@ -1,0 +1,14 @@
+"""The one error family services raise; APIs and commands turn it into a clear message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    """A request a service refuses: ``message`` for people, ``extra`` for machines."""
+
+    def __init__(self, message: str, extra: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra or {}

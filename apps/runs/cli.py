@@ -1,0 +1,103 @@
+"""What the run commands share: exit codes, waiting with progress, and reporting (CONTRACTS.md §2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from django.core.management.base import CommandError
+from django.db import connection
+
+from apps.runs.models import Run
+from apps.runs.selectors import run_document, run_progress
+
+EXIT_CODES = {
+    Run.Status.SUCCEEDED: 0,
+    Run.Status.FAILED: 1,
+    Run.Status.HALTED: 3,
+    Run.Status.PAUSED: 4,
+    Run.Status.CANCELLED: 5,
+}
+USAGE = 2
+PROGRESS_AFTER_S = 2.0
+
+
+def usage_error(message: str) -> CommandError:
+    return CommandError(message, returncode=USAGE)
+
+
+def parse_json_option(name: str, raw: str | None, *, want_object: bool = False) -> Any:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise usage_error(f"{name}: not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if want_object and not isinstance(value, dict):
+        raise usage_error(f"{name}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+class Progress:
+    """Prints "steps done/total" to stderr while a long run goes on."""
+
+    def __init__(self, run_id: str, stream: TextIO):
+        self.run_id = run_id
+        self.stream = stream
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="flowops-progress")
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        if self._stop.wait(PROGRESS_AFTER_S):
+            return
+        try:
+            while not self._stop.is_set():
+                done, total = run_progress(self.run_id)
+                self.stream.write(f"[{self.run_id}] {done}/{total} steps done\n")
+                self.stream.flush()
+                self._stop.wait(PROGRESS_AFTER_S)
+        finally:
+            connection.close()
+
+
+def wait_for(run_id: str, *, poll_s: float = 0.2) -> Run:
+    """Wait until a run is terminal or paused (distributed runs)."""
+    while True:
+        run = Run.objects.get(pk=run_id)
+        if run.is_terminal or run.status == Run.Status.PAUSED:
+            return run
+        time.sleep(poll_s)
+
+
+def report(run: Run, *, as_json: bool, stdout: TextIO = sys.stdout,
+           stderr: TextIO = sys.stderr) -> int:
+    """Print a run's outcome and return its exit code."""
+    run.refresh_from_db()
+    code = EXIT_CODES.get(run.status, 0)
+    if as_json:
+        stdout.write(json.dumps(run_document(run), default=str) + "\n")
+        return code
+    if run.status == Run.Status.SUCCEEDED:
+        output = run.output
+        stdout.write((output if isinstance(output, str) else json.dumps(output)) + "\n")
+    elif run.status == Run.Status.PAUSED:
+        stderr.write(f"run {run.id} paused at {run.paused_step_key}: {run.pause_message}\n"
+                     f"approve with: python manage.py approve {run.id} [--input-json JSON]\n")
+    elif run.status in (Run.Status.PENDING, Run.Status.RUNNING):
+        stderr.write(f"run {run.id} accepted ({run.status})\n")
+    else:
+        error = run.error or {}
+        stderr.write(f"run {run.id} {run.status}: {error.get('type', '')} in "
+                     f"{error.get('step_key', '?')}: {error.get('message', '')}\n")
+    return code

@@ -1,0 +1,22 @@
+"""The one lazy bridge from the apps to the drivers in ``workers`` (STYLE.md: import direction).
+
+The apps stay importable and testable without Celery; a run's ``driver`` picks where its
+frontier goes: Celery canvas on the broker, or the embedded loop in this process.
+"""
+
+from __future__ import annotations
+
+
+def dispatch_run(run_id: str) -> None:
+    """Hand a run's current frontier to its driver (called after commit)."""
+    from apps.runs.models import Run
+
+    driver = Run.objects.values_list("driver", flat=True).get(pk=run_id)
+    if driver == "celery":
+        from workers.orchestrator import dispatch_frontier
+
+        dispatch_frontier(run_id)
+    else:
+        from workers.embedded import drive
+
+        drive(run_id)

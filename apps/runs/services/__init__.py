@@ -1,0 +1,1 @@
+"""Services of the runs app: the only code that writes runs, steps and the journal."""

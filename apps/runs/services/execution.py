@@ -1,0 +1,565 @@
+"""Executing one node of a run: claim, run, checkpoint (CONTRACTS.md §3, §5, §6).
+
+The task base class calls ``gate`` before any body runs; the step, decide, join and
+finish tasks then call ``step_execute``, ``decide_execute``, ``join_execute`` and
+``run_finish``. Everything here reads its input from checkpoints and writes its output
+as one: only ``(run_id, key)`` travels between tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import enum
+import logging
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+from apps.runs.models import CacheEntry, Run, StepRun
+from apps.runs.services.journal import ClaimLost, DatabaseJournal
+from apps.runs.services.liveness import current_owner, is_alive
+from apps.workflows.models import WorkflowVersion
+from apps.workflows.services import LoadedWorkflow, load_version
+from flowops._codec import decode, digest, encode
+from flowops._plan import DONE, Plan, Ref
+from flowops._runtime import _current
+from flowops._steps import DEFAULT_BRANCH, Step
+from flowops.domain.models import PipelineContext
+from flowops.exceptions import (
+    NonDeterminismError,
+    PipelineDefinitionError,
+    StepTimeout,
+)
+
+log = logging.getLogger("flowops.execution")
+Status = StepRun.Status
+
+
+class Action(enum.Enum):
+    RUN = "run"  # claimed: run the body
+    IGNORE = "ignore"  # a duplicate, a stopped run, a live owner: end quietly
+    RESEND = "resend"  # done, but its continuation may never have been sent
+
+
+@dataclass
+class Gate:
+    action: Action
+    run: Run | None = None
+    step: StepRun | None = None
+    loaded: LoadedWorkflow | None = None
+    reason: str = ""
+
+
+# -- loading -----------------------------------------------------------------------------
+_versions: dict[int, LoadedWorkflow] = {}
+_versions_lock = threading.Lock()
+
+
+def loaded_for(run: Run) -> LoadedWorkflow:
+    """The run's pinned version, loaded once per process."""
+    loaded = _versions.get(run.version_id)
+    if loaded is None:
+        loaded = load_version(WorkflowVersion.objects.get(pk=run.version_id))
+        with _versions_lock:
+            _versions[run.version_id] = loaded
+    return loaded
+
+
+def context_model_of(loaded: LoadedWorkflow) -> type[PipelineContext]:
+    return loaded.context_model or PipelineContext
+
+
+# -- the gate: pre-checks and claim ------------------------------------------------------
+def gate(*, run_id: str, key: str, task: str) -> Gate:
+    """Decide what a delivered task does; claim its step when it should run."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        return Gate(Action.IGNORE, reason=f"unknown run {run_id}")
+    if run.status != Run.Status.RUNNING:
+        return Gate(Action.IGNORE, run=run, reason=f"run is {run.status}")
+    loaded = loaded_for(run)
+    state: dict[str, Any] = {}
+    if task == "join":
+        ready, state = _join_ready(run, loaded.plan, key)
+        if not ready:
+            # A duplicate chord completion fired the join early; recovery completes it.
+            return Gate(Action.IGNORE, run=run, reason=f"join {key} not ready")
+    predecessors = loaded.plan.predecessors(key, state)
+    return _claim(run, loaded, key, predecessors)
+
+
+def _claim(run: Run, loaded: LoadedWorkflow, key: str, predecessors: list[str]) -> Gate:
+    owner = current_owner()
+    claim = {"status": Status.RUNNING, "attempt": F("attempt") + 1, "owner_host": owner.host,
+             "owner_pid": owner.pid, "owner_started": owner.started, "started_at": Now(),
+             "heartbeat_at": Now(), "finished_at": None}
+    with transaction.atomic():
+        won = StepRun.objects.filter(run_id=run.id, key=key, status=Status.PENDING).update(**claim)
+        if won:
+            _mark_continued(run.id, predecessors)
+            return Gate(Action.RUN, run=run, step=StepRun.objects.get(run_id=run.id, key=key),
+                        loaded=loaded)
+    step = StepRun.objects.filter(run_id=run.id, key=key).first()
+    if step is None:
+        return Gate(Action.IGNORE, run=run, reason=f"no step {key}")
+    if step.status in DONE:
+        action = Action.IGNORE if step.continued else Action.RESEND
+        return Gate(action, run=run, step=step, loaded=loaded, reason="already done")
+    if step.status != Status.RUNNING:
+        return Gate(Action.IGNORE, run=run, step=step, reason=f"step is {step.status}")
+    if is_alive(step):
+        return Gate(Action.IGNORE, run=run, step=step, reason="running elsewhere")
+    return _take_over(run, loaded, step, claim, predecessors)
+
+
+def _take_over(run: Run, loaded: LoadedWorkflow, step: StepRun, claim: dict,
+               predecessors: list[str]) -> Gate:
+    if step.attempt >= settings.FLOWOPS_MAX_STEP_ATTEMPTS:
+        message = f"worker lost {step.attempt} times in step {step.key}"
+        _fail(run, step, {"type": "WorkerLost", "message": message, "traceback": ""},
+              fence=False)
+        return Gate(Action.IGNORE, run=run, step=step, reason=message)
+    with transaction.atomic():
+        won = StepRun.objects.filter(id=step.id, status=Status.RUNNING,
+                                     attempt=step.attempt).update(lost=F("lost") + 1, **claim)
+        if not won:
+            return Gate(Action.IGNORE, run=run, step=step, reason="taken over by another")
+        _mark_continued(run.id, predecessors)
+    step.refresh_from_db()
+    log.warning("run %s: took over step %s (attempt %s)", run.id, step.key, step.attempt)
+    return Gate(Action.RUN, run=run, step=step, loaded=loaded)
+
+
+def _mark_continued(run_id: str, keys: list[str]) -> None:
+    if keys:
+        StepRun.objects.filter(run_id=run_id, key__in=keys, continued=False).update(continued=True)
+
+
+# -- reading checkpoints -----------------------------------------------------------------
+def _rows(run_id: str, keys: list[str]) -> dict[str, StepRun]:
+    return {s.key: s for s in StepRun.objects.filter(run_id=run_id, key__in=keys)}
+
+
+def _row(run_id: str, key: str) -> StepRun:
+    return StepRun.objects.only("key", "status", "output", "context").get(run_id=run_id, key=key)
+
+
+def subtree_q(key: str) -> Q:
+    return (Q(key=key) | Q(key__startswith=f"{key}/") | Q(key__startswith=f"{key}[")
+            | Q(key__startswith=f"{key}@"))
+
+
+def subtree_state(run_id: str, key: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """Statuses of a node's rows (the whole run when ``key`` is None), and decision outputs."""
+    rows = StepRun.objects.filter(run_id=run_id)
+    if key is not None:
+        rows = rows.filter(subtree_q(key))
+    status, decisions = {}, {}
+    for k, st, kind, output in rows.values_list("key", "status", "kind", "output"):
+        status[k] = st
+        if kind == "decision":
+            decisions[k] = output
+    return status, decisions
+
+
+def resolve_input(run: Run, plan: Plan, ref: Ref) -> tuple[Any, Any]:
+    """The (input, context) JSON a node instance starts from."""
+    prev = plan.previous(ref)
+    if prev is not None:
+        row = _row(run.id, prev.key)
+        return row.output, row.context
+    owner, how = plan.owner_of(ref)
+    if owner is None:
+        return run.input, run.initial_context
+    if owner.node.kind == "map":
+        decision = _row(run.id, f"{owner.key}@items")
+        return decision.output[int(how)], decision.context
+    if owner.node.kind == "loop" and how != "0":
+        decision = _row(run.id, f"{owner.key}[{int(how) - 1}]@exit")
+        return decision.output["next_input"], decision.context
+    return resolve_input(run, plan, owner)
+
+
+# -- steps -------------------------------------------------------------------------------
+def step_execute(gate: Gate) -> str:
+    """Run a leaf step and checkpoint it. Returns ``done``, ``paused`` or ``continue``."""
+    run, step, loaded = gate.run, gate.step, gate.loaded
+    ref, _ = loaded.plan.locate(step.key)
+    node_step = ref.node.step
+    if node_step.kind == "hitl":
+        return _pause(run, step, node_step)
+    started = time.monotonic()
+    data_json, context_json = resolve_input(run, loaded.plan, ref)
+    try:
+        data = decode(data_json, node_step.input_annotation())
+        context = None
+        if node_step.takes_context:
+            context = context_model_of(loaded).model_validate(context_json or {})
+        output, cache_hit = _run_step(run, step, node_step, data, context, context_json)
+        output_json = encode(output, node_step.output_annotation())
+    except ClaimLost:
+        raise
+    except Exception as exc:
+        return step_fail(run, step, loaded, exc)
+    context_after = context.model_dump(mode="json") if context is not None else context_json
+    checkpoint(step, output=output_json, context=context_after,
+               duration_ms=(time.monotonic() - started) * 1000, cache_hit=cache_hit)
+    return "done"
+
+
+def _run_step(run: Run, step: StepRun, node_step: Step, data: Any, context: Any,
+              context_json: Any) -> tuple[Any, bool]:
+    cache_key = None
+    if node_step.kind == "cached":
+        cache_key = _cache_key(node_step, data, context_json if node_step.takes_context else None)
+        hit = CacheEntry.objects.filter(cache_key=cache_key).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=Now())).first()
+        if hit is not None:
+            return decode(hit.value, node_step.output_annotation()), True
+    journal = DatabaseJournal(run_id=run.id, scope=step.key, step_id=step.id,
+                              attempt=step.attempt)
+    output = _call_with_retries(node_step, step, journal, data, context)
+    if cache_key is not None:
+        _cache_store(cache_key, node_step, output)
+    return output, False
+
+
+def _call_with_retries(node_step: Step, step: StepRun, journal: DatabaseJournal,
+                       data: Any, context: Any) -> Any:
+    config = node_step.config
+    for retry in range(config.max_retries + 1):
+        try:
+            return _invoke(node_step, journal, data, context)
+        except (ClaimLost, NonDeterminismError):
+            raise
+        except Exception:
+            if retry >= config.max_retries:
+                raise
+            StepRun.objects.filter(id=step.id, attempt=step.attempt).update(
+                retries=F("retries") + 1)
+            journal.restart()
+            backoff = config.retry_backoff_s * (2 ** retry)
+            time.sleep(backoff * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+def _invoke(node_step: Step, journal: DatabaseJournal, data: Any, context: Any) -> Any:
+    fn = node_step.func or node_step.agent.run
+    args = (data,) if _takes_input(node_step) else ()
+    kwargs = {"context": context} if node_step.takes_context else {}
+    timeout = node_step.config.timeout_s
+    token = _current.set(journal)
+    try:
+        if node_step.is_async:
+            return asyncio.run(_with_timeout(fn(*args, **kwargs), timeout, node_step.name))
+        if timeout is None:
+            return _maybe_await(fn(*args, **kwargs), timeout, node_step.name)
+        return _sync_with_timeout(fn, args, kwargs, timeout, node_step.name)
+    finally:
+        _current.reset(token)
+
+
+def _takes_input(node_step: Step) -> bool:
+    if node_step.func is None:
+        return True
+    import inspect
+
+    params = [p for p in inspect.signature(node_step.func).parameters.values()
+              if p.name != "context" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return bool(params)
+
+
+def _maybe_await(result: Any, timeout: float | None, name: str) -> Any:
+    if asyncio.iscoroutine(result):  # a sync agent wrapper handed back a coroutine
+        return asyncio.run(_with_timeout(result, timeout, name))
+    return result
+
+
+async def _with_timeout(coro: Any, timeout: float | None, name: str) -> Any:
+    if timeout is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, timeout)
+    except TimeoutError:
+        raise StepTimeout(f"step {name} ran longer than {timeout:g}s") from None
+
+
+def _sync_with_timeout(fn: Any, args: tuple, kwargs: dict, timeout: float, name: str) -> Any:
+    # A thread cannot be killed: on timeout the step fails and the thread is abandoned.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowops-step")
+    future = pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+    pool.shutdown(wait=False)
+    try:
+        return _maybe_await(future.result(timeout=timeout), timeout, name)
+    except concurrent.futures.TimeoutError:
+        raise StepTimeout(f"step {name} ran longer than {timeout:g}s") from None
+
+
+def _cache_key(node_step: Step, data: Any, context_json: Any) -> str:
+    import inspect
+
+    fn = node_step.func or node_step.agent
+    try:
+        source = inspect.getsource(fn if callable(fn) else type(fn))
+    except (OSError, TypeError):
+        source = repr(fn)
+    qualname = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', node_step.name)}"
+    return digest([qualname.split(".", 1)[-1], digest(source), encode(data), context_json])
+
+
+def _cache_store(cache_key: str, node_step: Step, output: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    expires = None
+    if node_step.ttl_s:
+        expires = timezone.now() + timedelta(seconds=node_step.ttl_s)
+    CacheEntry.objects.update_or_create(
+        cache_key=cache_key, defaults={"step_name": node_step.name, "expires_at": expires,
+                                       "value": encode(output, node_step.output_annotation())})
+
+
+def checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: float | None = None,
+               cache_hit: bool = False) -> None:
+    """Record a node's result; only the attempt that holds the claim may."""
+    with transaction.atomic():
+        written = StepRun.objects.filter(
+            id=step.id, attempt=step.attempt, status=Status.RUNNING).update(
+            status=Status.SUCCEEDED, output=output, context=context, finished_at=Now(),
+            duration_ms=duration_ms, cache_hit=cache_hit, error=None)
+        if not written:
+            raise ClaimLost(f"step {step.key} was taken over; its result is discarded")
+    from apps.runs.services.journal import fault_point
+
+    fault_point("after_checkpoint", step.key)
+
+
+def step_fail(run: Run, step: StepRun, loaded: LoadedWorkflow, exc: BaseException) -> str:
+    """Record a failure. A map item with ``on_item_failure="none"`` fails alone."""
+    error = {"type": type(exc).__name__, "message": str(exc),
+             "traceback": "".join(traceback.format_exception(exc))}
+    item_prefix = _tolerant_item_prefix(loaded.plan, step.key)
+    if item_prefix is None:
+        _fail(run, step, error)
+        return "failed"
+    with transaction.atomic():
+        StepRun.objects.filter(id=step.id, attempt=step.attempt).update(
+            status=Status.FAILED, error=error, finished_at=Now())
+        StepRun.objects.filter(run_id=run.id, key__startswith=item_prefix,
+                               status=Status.PENDING).update(status=Status.SKIPPED)
+    return "continue"
+
+
+def _tolerant_item_prefix(plan: Plan, key: str) -> str | None:
+    ref, _ = plan.locate(key)
+    while True:
+        owner, how = plan.owner_of(ref)
+        if owner is None:
+            return None
+        if owner.node.kind == "map" and owner.node.step.on_item_failure == "none":
+            return f"{owner.key}[{how}]/"
+        ref = owner
+
+
+def _fail(run: Run, step: StepRun, error: dict, *, fence: bool = True) -> None:
+    with transaction.atomic():
+        rows = StepRun.objects.filter(id=step.id)
+        if fence:
+            rows = rows.filter(attempt=step.attempt)
+        rows.update(status=Status.FAILED, error=error, finished_at=Now())
+        Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
+            status=Run.Status.FAILED, finished_at=Now(),
+            error={"step_key": step.key, "type": error["type"], "message": error["message"]})
+
+
+def _pause(run: Run, step: StepRun, node_step: Step) -> str:
+    with transaction.atomic():
+        StepRun.objects.filter(id=step.id, attempt=step.attempt).update(
+            status=Status.PENDING, owner_pid=None, heartbeat_at=None)
+        Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
+            status=Run.Status.PAUSED, paused_step_key=step.key,
+            pause_message=node_step.message)
+    return "paused"
+
+
+# -- decisions ---------------------------------------------------------------------------
+def decide_execute(gate: Gate) -> tuple[str, Any]:
+    """Evaluate a decision and create the rows it implies.
+
+    Returns the outcome (``done``, ``failed`` or ``continue``) and the work that follows.
+    """
+    run, step, loaded = gate.run, gate.step, gate.loaded
+    plan = loaded.plan
+    ref, tag = plan.locate(step.key)
+    try:
+        if tag == "items":
+            output, context_json, rows = _decide_items(run, plan, ref)
+        elif tag == "choice":
+            output, context_json, rows = _decide_choice(run, plan, ref, loaded)
+        else:
+            output, context_json, rows = _decide_exit(run, plan, ref, int(tag[5:]), loaded)
+    except ClaimLost:
+        raise
+    except Exception as exc:
+        return step_fail(run, step, loaded, exc), None
+    with transaction.atomic():
+        checkpoint(step, output=output, context=context_json)
+        StepRun.objects.bulk_create(
+            [StepRun(run_id=run.id, key=r.key, name=r.name, kind=r.kind) for r in rows],
+            ignore_conflicts=True)
+    return "done", decision_rest(gate)
+
+
+def decision_rest(gate: Gate) -> Any:
+    """The work that follows a taken decision, from the rows as they stand."""
+    plan = gate.loaded.plan
+    ref, _ = plan.locate(gate.step.key)
+    status, decisions = subtree_state(gate.run.id, ref.key)
+    return plan.node_frontier(ref, status, decisions)
+
+
+def _decide_items(run: Run, plan: Plan, ref: Ref):
+    data_json, context_json = resolve_input(run, plan, ref)
+    map_step = ref.node.step
+    if map_step.iterable_input:
+        source = (context_json or {}).get(map_step.iterable_input)
+        if source is None and map_step.iterable_input not in (context_json or {}):
+            raise PipelineDefinitionError(
+                f"map {ref.key}: the context has no field {map_step.iterable_input!r}")
+    else:
+        source = data_json
+    if not isinstance(source, list | tuple):
+        raise TypeError(f"map {ref.key} needs a list to map over, got {type(source).__name__}")
+    items = list(source)
+    body = ref.node.children["[]"]
+    rows = [r for i in range(len(items)) for r in plan.rows_for_scope(body, f"{ref.key}[{i}]/")]
+    return items, context_json, rows
+
+
+def _decide_choice(run: Run, plan: Plan, ref: Ref, loaded: LoadedWorkflow):
+    data_json, context_json = resolve_input(run, plan, ref)
+    branch_step = ref.node.step
+    context = context_model_of(loaded).model_validate(context_json or {})
+    chosen = branch_step._condition(data_json, context)
+    choice = str(chosen)
+    if choice not in ref.node.children or choice == DEFAULT_BRANCH:
+        if DEFAULT_BRANCH not in ref.node.children:
+            known = ", ".join(sorted(k for k in ref.node.children if k != DEFAULT_BRANCH))
+            raise PipelineDefinitionError(
+                f"branch {ref.key}: unknown branch key {choice!r} and no default (known: {known})")
+        choice = DEFAULT_BRANCH
+    rows = list(plan.rows_for_scope(ref.node.children[choice], f"{ref.key}/{choice}/"))
+    return choice, context_json, rows
+
+
+def _decide_exit(run: Run, plan: Plan, ref: Ref, iteration: int, loaded: LoadedWorkflow):
+    loop = ref.node.step
+    body = ref.node.children["[]"]
+    last = plan.last_of_scope(body, f"{ref.key}[{iteration}]/")
+    row = _row(run.id, last.key)
+    context = context_model_of(loaded).model_validate(row.context or {})
+    output = decode(row.output, last.node.step.output_annotation())
+    done = bool(loop._exit_condition(output, context))
+    rows, next_input = [], None
+    if not done:
+        if iteration + 1 >= loop.max_loops:
+            raise RuntimeError(f"loop {ref.key} reached max_loops={loop.max_loops} "
+                               "without meeting its exit condition")
+        next_input = row.output
+        if loop._iteration_input_mapper is not None:
+            next_input = encode(loop._iteration_input_mapper(output, context, iteration + 1))
+        rows = list(plan.loop_iteration_rows(ref, iteration + 1))
+    return {"exit": done, "next_input": next_input}, row.context, rows
+
+
+# -- joins -------------------------------------------------------------------------------
+def _join_ready(run: Run, plan: Plan, key: str) -> tuple[bool, dict[str, Any]]:
+    ref, _ = plan.locate(key)
+    status, decisions = subtree_state(run.id, key)
+    state = dict(decisions)
+    if ref.node.kind == "loop":
+        exits = [k for k, v in decisions.items() if k.endswith("@exit") and (v or {}).get("exit")]
+        if not exits:
+            return False, state
+        state[f"{key}@last"] = int(exits[0].rpartition("[")[2].split("]")[0])
+    needed = plan.predecessors(key, state)
+    ready = all(status.get(k) in DONE or status.get(k) == Status.FAILED for k in needed)
+    return ready and bool(needed), state
+
+
+def join_execute(gate: Gate) -> str:
+    run, step, loaded = gate.run, gate.step, gate.loaded
+    plan = loaded.plan
+    ref, _ = plan.locate(step.key)
+    node = ref.node
+    status, decisions = subtree_state(run.id, ref.key)
+    if node.kind in ("parallel", "map"):
+        output, context = _join_fork(run, plan, ref, decisions)
+    elif node.kind == "branch":
+        choice = decisions[f"{ref.key}@choice"]
+        last = _row(run.id, plan.last_of_scope(node.children[choice], f"{ref.key}/{choice}/").key)
+        output, context = last.output, last.context
+    else:
+        exits = [k for k, v in decisions.items() if (v or {}).get("exit")]
+        iteration = int(exits[0].rpartition("[")[2].split("]")[0])
+        last = _row(run.id, plan.last_of_scope(node.children["[]"],
+                                               f"{ref.key}[{iteration}]/").key)
+        output, context = last.output, last.context
+    checkpoint(step, output=output, context=context)
+    return "done"
+
+
+def _join_fork(run: Run, plan: Plan, ref: Ref, decisions: dict[str, Any]):
+    node = ref.node
+    if node.kind == "parallel":
+        scopes = [(b, plan.last_of_scope(seq, f"{ref.key}/{b}/").key)
+                  for b, seq in node.children.items()]
+    else:
+        items = decisions.get(f"{ref.key}@items") or []
+        body = node.children["[]"]
+        scopes = [(i, plan.last_of_scope(body, f"{ref.key}[{i}]/").key)
+                  for i in range(len(items))]
+    rows = _rows(run.id, [k for _, k in scopes])
+    _, base = resolve_input(run, plan, ref)
+    merged = dict(base or {})
+    outputs: dict[Any, Any] = {}
+    for name, key in scopes:
+        row = rows[key]
+        ok = row.status == Status.SUCCEEDED
+        outputs[name] = row.output if ok else None
+        if ok:
+            for field, value in (row.context or {}).items():
+                if value != (base or {}).get(field):
+                    merged[field] = value
+    if node.kind == "parallel":
+        return outputs, merged
+    return [outputs[i] for i in range(len(scopes))], merged
+
+
+# -- the end -----------------------------------------------------------------------------
+def run_finish(run_id: str) -> bool:
+    """Mark a run succeeded with its last node's output; False when it was not running."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None or run.status != Run.Status.RUNNING:
+        return False
+    plan = loaded_for(run).plan
+    last = plan.last_of_scope(plan.root, "")
+    row = StepRun.objects.filter(run_id=run_id, key=last.key).first()
+    if row is None or row.status not in DONE:
+        return False
+    with transaction.atomic():
+        done = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
+            status=Run.Status.SUCCEEDED, output=row.output, finished_at=Now())
+        _mark_continued(run_id, [last.key])
+    return bool(done)

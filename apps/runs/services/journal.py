@@ -1,0 +1,162 @@
+"""The run journal (CONTRACTS.md §7): journaled calls replay their recorded results.
+
+Entries are keyed by (run, scope, seq) and carry the call name and a hash of its
+arguments; a replay that makes a different call raises ``NonDeterminismError``. Every
+entry is written only while the step's claim (its attempt number) still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.db.models.functions import Now
+
+from apps.runs.models import JournalEntry, StepRun
+from flowops._codec import decode, digest, encode
+from flowops.exceptions import NonDeterminismError, RunStop
+
+log = logging.getLogger("flowops.journal")
+
+
+class ClaimLost(RunStop):
+    """Another attempt took this step over; this one must not write anything more."""
+
+
+class ActivityError(Exception):
+    """A journaled call failed with an exception type that cannot be rebuilt on replay."""
+
+    def __init__(self, error_type: str, message: str):
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+
+
+class DatabaseJournal:
+    """The journal of one step attempt (or of a script's ``run``)."""
+
+    def __init__(self, *, run_id: str, scope: str, step_id: int, attempt: int):
+        self.run_id = run_id
+        self.scope = scope
+        self.step_id = step_id
+        self.attempt = attempt
+        self.seq = 0
+        self._entries = {e.seq: e for e in JournalEntry.objects.filter(run_id=run_id, scope=scope)}
+
+    def restart(self) -> None:
+        """A retry after an exception: reads and AI calls run afresh, effects are reused."""
+        with transaction.atomic():
+            self._fence()
+            JournalEntry.objects.filter(run_id=self.run_id, scope=self.scope,
+                                        effect=False).delete()
+        self._entries = {s: e for s, e in self._entries.items() if e.effect}
+        self.seq = 0
+
+    # -- the Journal protocol ----------------------------------------------------------
+    def call(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, *,
+             effect: bool, returns: Any) -> Any:
+        seq, args_hash = self._next(name, args, kwargs)
+        recorded = self._entries.get(seq)
+        if recorded is not None:
+            return self._replay(recorded, name, args_hash, returns)
+        if effect:
+            self._write(seq, name, args_hash, effect, JournalEntry.State.INTENT)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._write(seq, name, args_hash, effect, JournalEntry.State.ERROR,
+                        error={"type": type(exc).__name__, "message": str(exc)})
+            raise
+        self._write(seq, name, args_hash, effect, JournalEntry.State.DONE,
+                    result=encode(result, returns))
+        if effect:
+            fault_point("after_activity", name)
+        return result
+
+    async def acall(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, *,
+                    effect: bool, returns: Any) -> Any:
+        # The ORM is synchronous: journal I/O runs in a thread beside the event loop.
+        seq, args_hash = self._next(name, args, kwargs)
+        recorded = self._entries.get(seq)
+        if recorded is not None:
+            return self._replay(recorded, name, args_hash, returns)
+        if effect:
+            await asyncio.to_thread(self._write, seq, name, args_hash, effect,
+                                    JournalEntry.State.INTENT)
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            await asyncio.to_thread(self._write, seq, name, args_hash, effect,
+                                    JournalEntry.State.ERROR,
+                                    error={"type": type(exc).__name__, "message": str(exc)})
+            raise
+        await asyncio.to_thread(self._write, seq, name, args_hash, effect,
+                                JournalEntry.State.DONE, result=encode(result, returns))
+        if effect:
+            fault_point("after_activity", name)
+        return result
+
+    # -- internals -----------------------------------------------------------------------
+    def _next(self, name: str, args: tuple, kwargs: dict) -> tuple[int, str]:
+        seq = self.seq
+        self.seq += 1
+        return seq, digest([name, list(args), kwargs])
+
+    def _replay(self, entry: JournalEntry, name: str, args_hash: str, returns: Any) -> Any:
+        if entry.call != name or entry.args_hash != args_hash:
+            same = "arguments" if entry.call == name else "call"
+            raise NonDeterminismError(
+                f"replay of step {self.scope!r} diverged at call {entry.seq}: the journal has "
+                f"{entry.call}(...) and the code now makes {name}(...) (different {same})",
+                run_id=self.run_id)
+        if entry.state == JournalEntry.State.DONE:
+            return decode(entry.result, returns)
+        if entry.state == JournalEntry.State.ERROR:
+            raise _rebuild(entry.error or {})
+        log.warning("run %s: effect %s at %s/%s has an intent but no result; not repeated",
+                    self.run_id, name, self.scope, entry.seq)
+        return None
+
+    def _write(self, seq: int, name: str, args_hash: str, effect: bool, state: str, *,
+               result: Any = None, error: dict | None = None) -> None:
+        with transaction.atomic():
+            self._fence()
+            entry, _ = JournalEntry.objects.update_or_create(
+                run_id=self.run_id, scope=self.scope, seq=seq,
+                defaults={"call": name, "args_hash": args_hash, "effect": effect,
+                          "state": state, "result": result, "error": error,
+                          "attempt": self.attempt})
+        self._entries[seq] = entry
+
+    def _fence(self) -> None:
+        # Writing the heartbeat under the attempt number both proves the claim still holds
+        # and serialises with a takeover (which changes the attempt).
+        held = StepRun.objects.filter(id=self.step_id, attempt=self.attempt,
+                                      status=StepRun.Status.RUNNING).update(heartbeat_at=Now())
+        if not held:
+            raise ClaimLost(f"step {self.scope!r} was taken over; attempt {self.attempt} stops",
+                            run_id=self.run_id)
+
+
+def _rebuild(error: dict) -> Exception:
+    kind = getattr(builtins, error.get("type", ""), None)
+    message = error.get("message", "")
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        try:
+            return kind(message)
+        except Exception:
+            pass
+    return ActivityError(error.get("type", "Exception"), message)
+
+
+def fault_point(point: str, name: str) -> None:
+    """``FLOWOPS_FAULT=after_activity:slack.reply`` ends the process there (a test hook)."""
+    wanted = os.environ.get("FLOWOPS_FAULT", "")
+    if f"{point}:{name}" in {w.strip() for w in wanted.split(",") if w.strip()}:
+        log.warning("FLOWOPS_FAULT %s:%s: killing process %s", point, name, os.getpid())
+        os.kill(os.getpid(), signal.SIGKILL)

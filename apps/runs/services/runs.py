@@ -1,0 +1,212 @@
+"""Run lifecycle: create, start, cancel, approve, reject, resume, recover (CONTRACTS.md §1, §6).
+
+Every entry point (CLI, admin, API, periodic task) goes through these functions. Work is
+handed to a driver only after the transaction that made it possible has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+from pydantic import ValidationError
+
+from apps.core.exceptions import ApplicationError
+from apps.runs import dispatch
+from apps.runs.models import Run, StepRun
+from apps.runs.services.execution import context_model_of, loaded_for, subtree_state
+from apps.runs.services.liveness import heartbeat_timeout, is_alive
+from apps.workflows.models import WorkflowVersion
+from apps.workflows.services import LoadedWorkflow
+from flowops._codec import decode, encode, validate_input
+from flowops._plan import Chain
+from flowops.exceptions import InputValidationError
+
+log = logging.getLogger("flowops.runs")
+Status = Run.Status
+
+
+def run_create(*, version: WorkflowVersion, loaded: LoadedWorkflow, input: Any = None,
+               context_data: dict[str, Any] | None = None, run_id: str | None = None,
+               driver: str | None = None) -> Run:
+    """Validate input and context, then create the run and its first step rows."""
+    first = loaded.plan.first_step
+    annotation = first.input_annotation()
+    value = validate_input(input, annotation, what="input")
+    context = _validate_context(loaded, context_data or {}, input)
+    rows = loaded.plan.initial_rows()
+    with transaction.atomic():
+        run = Run.objects.create(
+            id=run_id or None, version=version, driver=driver or settings.FLOWOPS_DRIVER,
+            input=encode(value, annotation), initial_context=context)
+        StepRun.objects.bulk_create(
+            [StepRun(run=run, key=r.key, name=r.name, kind=r.kind) for r in rows])
+    return run
+
+
+def _validate_context(loaded: LoadedWorkflow, data: dict[str, Any], input: Any) -> dict:
+    if not isinstance(data, dict):
+        raise InputValidationError("context must be a JSON object")
+    model = context_model_of(loaded)
+    if isinstance(input, str) and "initial_prompt" in model.model_fields:
+        data = {"initial_prompt": input, **data}
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise InputValidationError(f"context does not fit {model.__name__}: {problems}") from None
+
+
+def run_start(run: Run) -> None:
+    """Mark the run running and hand its frontier to the driver after commit."""
+    with transaction.atomic():
+        started = Run.objects.filter(id=run.id, status=Status.PENDING).update(
+            status=Status.RUNNING, started_at=Now(), dispatch_generation=1)
+        if not started:
+            raise ApplicationError(f"run {run.id} is {run.status}, not pending")
+        transaction.on_commit(lambda: dispatch.dispatch_run(run.id))
+    run.refresh_from_db()
+
+
+def frontier_of(run: Run) -> Chain:
+    status, decisions = subtree_state(run.id)
+    return loaded_for(run).plan.frontier(status, decisions)
+
+
+def run_cancel(*, run_id: str) -> Run:
+    run = _get(run_id)
+    with transaction.atomic():
+        done = Run.objects.filter(id=run_id).exclude(status__in=Run.TERMINAL).update(
+            status=Status.CANCELLED, finished_at=Now())
+        if not done:
+            raise ApplicationError(f"run {run_id} is already {run.status}")
+        StepRun.objects.filter(run_id=run_id, status=StepRun.Status.PENDING).update(
+            status=StepRun.Status.CANCELLED)
+    run.refresh_from_db()
+    return run
+
+
+def run_approve(*, run_id: str, input: Any = None) -> Run:
+    """Complete the paused human step with ``input`` and continue the run."""
+    run = _get(run_id)
+    if run.status != Status.PAUSED:
+        raise ApplicationError(f"run {run_id} is {run.status}, not paused",
+                               {"status": run.status})
+    loaded = loaded_for(run)
+    ref, _ = loaded.plan.locate(run.paused_step_key)
+    schema = ref.node.step.output_annotation()
+    try:
+        value = encode(decode(input, schema), schema)
+    except ValidationError as exc:
+        raise ApplicationError(f"approval input does not fit {getattr(schema, '__name__', schema)}:"
+                               f" {exc.errors()[0]['msg']}", {"errors": exc.errors()}) from None
+    from apps.runs.services.execution import resolve_input
+
+    _, context = resolve_input(run, loaded.plan, ref)
+    with transaction.atomic():
+        resumed = Run.objects.filter(id=run_id, status=Status.PAUSED).update(
+            status=Status.RUNNING, paused_step_key="", pause_message="",
+            dispatch_generation=run.dispatch_generation + 1)
+        if not resumed:
+            raise ApplicationError(f"run {run_id} is no longer paused")
+        StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
+            status=StepRun.Status.SUCCEEDED, output=value, context=context, finished_at=Now(),
+            attempt=1)
+        transaction.on_commit(lambda: dispatch.dispatch_run(run_id))
+    run.refresh_from_db()
+    return run
+
+
+def run_reject(*, run_id: str, reason: str) -> Run:
+    run = _get(run_id)
+    if run.status != Status.PAUSED:
+        raise ApplicationError(f"run {run_id} is {run.status}, not paused")
+    message = f"rejected: {reason}"
+    with transaction.atomic():
+        Run.objects.filter(id=run_id, status=Status.PAUSED).update(
+            status=Status.FAILED, finished_at=Now(),
+            error={"step_key": run.paused_step_key, "type": "Rejected", "message": message})
+        StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
+            status=StepRun.Status.FAILED, finished_at=Now(),
+            error={"type": "Rejected", "message": message, "traceback": ""})
+    run.refresh_from_db()
+    return run
+
+
+def run_resume(*, run_id: str) -> Run:
+    """Continue a failed, dead or stalled run from its checkpoints."""
+    run = _get(run_id)
+    if run.status in (Status.SUCCEEDED, Status.CANCELLED):
+        raise ApplicationError(f"run {run_id} is {run.status}; nothing to resume")
+    if run.status == Status.PAUSED:
+        raise ApplicationError(f"run {run_id} waits for approval at {run.paused_step_key}; "
+                               "use approve or approve --reject")
+    if run.status == Status.RUNNING:
+        live = _live_step(run)
+        if live is not None:
+            raise ApplicationError(f"run {run_id} is running (step {live.key} is alive)")
+    if not _redispatch(run, reset_failed=True):
+        raise ApplicationError(f"run {run_id} was resumed by someone else just now")
+    run.refresh_from_db()
+    return run
+
+
+def _redispatch(run: Run, *, reset_failed: bool) -> bool:
+    """Compare-and-set the dispatch generation, reset failures, dispatch the frontier once."""
+    with transaction.atomic():
+        moved = Run.objects.filter(id=run.id, status=run.status,
+                                   dispatch_generation=run.dispatch_generation).update(
+            status=Status.RUNNING, error=None, finished_at=None,
+            dispatch_generation=run.dispatch_generation + 1)
+        if not moved:
+            return False
+        if reset_failed:
+            StepRun.objects.filter(run_id=run.id).filter(
+                Q(status=StepRun.Status.FAILED) | Q(status=StepRun.Status.CANCELLED)).update(
+                status=StepRun.Status.PENDING, error=None)
+        transaction.on_commit(lambda: dispatch.dispatch_run(run.id))
+    return True
+
+
+def _live_step(run: Run) -> StepRun | None:
+    for step in StepRun.objects.filter(run_id=run.id, status=StepRun.Status.RUNNING):
+        if is_alive(step):
+            return step
+    return None
+
+
+def run_is_stalled(run: Run) -> bool:
+    """Not terminal, no live running step, and no progress for the heartbeat timeout."""
+    if run.status != Status.RUNNING or _live_step(run) is not None:
+        return False
+    latest = StepRun.objects.filter(run_id=run.id).aggregate(
+        finished=Max("finished_at"), started=Max("started_at"))
+    marks = [m for m in (latest["finished"], latest["started"], run.started_at) if m]
+    return not marks or timezone.now() - max(marks) > heartbeat_timeout()
+
+
+def recover_stuck(*, driver: str | None = None) -> list[str]:
+    """Re-dispatch every stalled run once (the periodic task and ``resume --stuck``)."""
+    runs = Run.objects.filter(status=Status.RUNNING)
+    if driver is not None:
+        runs = runs.filter(driver=driver)
+    recovered = []
+    for run in runs:
+        if run_is_stalled(run) and _redispatch(run, reset_failed=False):
+            log.warning("recovered stalled run %s", run.id)
+            recovered.append(run.id)
+    return recovered
+
+
+def _get(run_id: str) -> Run:
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        raise ApplicationError(f"no run with id {run_id!r}", {"run_id": run_id})
+    return run

@@ -1,0 +1,97 @@
+"""Settings shared by every deployment. ``local``, ``production`` and ``test`` extend it."""
+
+from settings.env import BASE_DIR, env
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "apps.core",
+    "apps.workflows",
+    "apps.runs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "settings.urls"
+WSGI_APPLICATION = "settings.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"flowops": {"handlers": ["stderr"], "level": env("FLOWOPS_LOG_LEVEL",
+                                                                 default="WARNING")}},
+}
+
+# -- FlowOps knobs ---------------------------------------------------------------------
+# "embedded": a loop over ready steps in this process; "celery": chains and chords on workers.
+FLOWOPS_DRIVER = env("FLOWOPS_DRIVER", default="embedded")
+FLOWOPS_MAX_STEP_ATTEMPTS = env.int("FLOWOPS_MAX_STEP_ATTEMPTS", default=3)
+FLOWOPS_STEP_HEARTBEAT_TIMEOUT = env.float("FLOWOPS_STEP_HEARTBEAT_TIMEOUT", default=60.0)
+FLOWOPS_MAX_STEP_SECONDS = env.int("FLOWOPS_MAX_STEP_SECONDS", default=6 * 3600)
+FLOWOPS_EMBEDDED_THREADS = env.int("FLOWOPS_EMBEDDED_THREADS", default=4)
+FLOWOPS_RECOVERY_INTERVAL = env.float("FLOWOPS_RECOVERY_INTERVAL", default=30.0)
+
+# -- Celery (CONTRACTS.md §6) ------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# Chords count their header in the result backend; results themselves stay tiny (ids only).
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = FLOWOPS_MAX_STEP_SECONDS
+# kombu redelivers an unacked message only after this; FlowOps recovers sooner by itself.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": FLOWOPS_MAX_STEP_SECONDS + 3600}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": FLOWOPS_MAX_STEP_SECONDS + 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "flowops-recover-stuck-runs": {
+        "task": "flowops.recover_stuck",
+        "schedule": FLOWOPS_RECOVERY_INTERVAL,
+    },
+}

@@ -1,0 +1,21 @@
+"""Shared fixtures. Tests that run workflows use ``transactional_db``: the engine commits
+as it goes and its thread pool (and worker processes) need to see those commits."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def write_script(tmp_path: Path):
+    """Write a workflow script into a temporary directory and return its path."""
+
+    def write(source: str, name: str = "flow.py") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,75 @@
+"""The base class of every FlowOps task (CONTRACTS.md §6).
+
+Contract of a step task ``(run_id, key)``, in order, before its body runs:
+
+1. the run is not running (halted, cancelled, failed, paused, finished) -> ``Ignore``;
+2. the step is claimed with one conditional UPDATE that increments ``attempt`` (the
+   fencing token); a dead owner's step is taken over the same way;
+3. already succeeded and its continuation started -> ``Ignore`` (a pure duplicate);
+   succeeded but the continuation never started -> the body sees ``Action.RESEND`` and
+   returns without running again, so Celery sends the continuation;
+4. running and alive elsewhere -> ``Ignore``; attempts exhausted -> the step and the run
+   fail with "worker lost N times in step x", and the task ends with ``Ignore``;
+5. ``before_step`` runs: the budget pre-check hook.
+
+A stop for any of these is ``Ignore``, never a plain failure, which would fail the
+surrounding chain or chord. A step whose own code fails is recorded as failed, the run
+with it, and then the task fails so Celery stops the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from apps.runs.services import execution
+from apps.runs.services.execution import Action, Gate
+from apps.runs.services.journal import ClaimLost
+from apps.runs.services.liveness import heartbeats
+
+log = logging.getLogger("flowops.tasks")
+
+
+class StepTaskFailed(Exception):
+    """The step's code failed; the run is already marked failed."""
+
+
+class FlowOpsTask(Task):
+    acks_late = True
+    reject_on_worker_lost = True
+    typing = False  # the base class adds ``gate=`` to the body's arguments
+
+    step_task = False  # tasks whose arguments are (run_id, step_key)
+    task_kind = ""  # step, decide or join
+
+    def __call__(self, *args, **kwargs):
+        if not self.step_task:
+            return super().__call__(*args, **kwargs)
+        run_id, key = args
+        gate = execution.gate(run_id=run_id, key=key, task=self.task_kind)
+        if gate.action is Action.IGNORE:
+            log.info("ignore %s %s/%s: %s", self.name, run_id, key, gate.reason)
+            raise Ignore()
+        if gate.action is Action.RESEND:
+            return self.run(run_id, key, gate=gate)
+        self.before_step(gate)
+        heartbeats.track(gate.step.id)
+        try:
+            return self.run(run_id, key, gate=gate)
+        except ClaimLost as exc:
+            log.warning("%s", exc)
+            raise Ignore() from None
+        except (Ignore, StepTaskFailed):
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("celery"):
+                raise  # Retry, replace and friends are control flow
+            execution.step_fail(gate.run, gate.step, gate.loaded, exc)
+            raise
+        finally:
+            heartbeats.untrack(gate.step.id)
+
+    def before_step(self, gate: Gate) -> None:
+        """Pre-checks that must pass before a claimed step runs (the budget governor's hook)."""
