@@ -21,9 +21,14 @@ from flowops.exceptions import (
     StepTimeout,
     UserError,
 )
+from flowops.runner import Flujo
+from flowops.state import SQLiteBackend
+from flowops.telemetry import init_telemetry
+from flowops.usage import UsageLimits
 
 __all__ = [
     "FlowOpsError",
+    "Flujo",
     "InputValidationError",
     "NonDeterminismError",
     "Pipeline",
@@ -34,14 +39,17 @@ __all__ = [
     "RunHalted",
     "RunPaused",
     "RunStop",
+    "SQLiteBackend",
     "ScriptError",
     "Step",
     "StepConfig",
     "StepFailed",
     "StepResult",
     "StepTimeout",
+    "UsageLimits",
     "UserError",
     "activity",
+    "init_telemetry",
     "now",
     "random",
     "step",

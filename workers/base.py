@@ -28,6 +28,7 @@ from apps.runs.services import execution
 from apps.runs.services.execution import Action, Gate
 from apps.runs.services.journal import ClaimLost
 from apps.runs.services.liveness import heartbeats
+from flowops.telemetry import step_span
 
 log = logging.getLogger("flowops.tasks")
 
@@ -48,6 +49,10 @@ class FlowOpsTask(Task):
         if not self.step_task:
             return super().__call__(*args, **kwargs)
         run_id, key = args
+        with step_span(run_id, key, self.task_kind):
+            return self._gated(run_id, key)
+
+    def _gated(self, run_id: str, key: str):
         gate = execution.gate(run_id=run_id, key=key, task=self.task_kind)
         if gate.action is Action.IGNORE:
             log.info("ignore %s %s/%s: %s", self.name, run_id, key, gate.reason)

@@ -68,3 +68,62 @@ def _branch(run_id: str, branch: Chain) -> bool:
         return _run(run_id, deque([branch]))
     finally:
         connection.close()  # each pool thread has its own connection
+
+
+class Dispatcher:
+    """``serve``'s background driver: runs handed to it, and recovery of stalled runs.
+
+    While it runs, ``apps.runs.dispatch`` queues embedded runs here instead of driving
+    them inline, so a web request never executes a workflow.
+    """
+
+    def __init__(self, *, recovery_interval: float | None = None):
+        import queue
+        import threading
+
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.recovery_interval = recovery_interval or settings.FLOWOPS_RECOVERY_INTERVAL
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="flowops-dispatcher",
+                                        daemon=True)
+
+    def start(self) -> Dispatcher:
+        global current_dispatcher
+        current_dispatcher = self
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        global current_dispatcher
+        current_dispatcher = None
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def submit(self, run_id: str) -> None:
+        self.queue.put(run_id)
+
+    def _loop(self) -> None:
+        import logging
+        import queue
+        import time
+
+        log = logging.getLogger("flowops.dispatcher")
+        next_recovery = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + self.recovery_interval
+                    for run_id in run_services.recover_stuck(driver="embedded"):
+                        log.warning("recovered run %s", run_id)
+                try:
+                    run_id = self.queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                drive(run_id)
+            except Exception:  # one bad run must not stop the dispatcher; it is logged
+                log.exception("dispatcher error")
+            finally:
+                connection.close()
+
+
+current_dispatcher: Dispatcher | None = None

@@ -1,4 +1,4 @@
-"""What the run commands share: exit codes, waiting with progress, and reporting (CONTRACTS.md §2)."""
+"""What the run commands share: exit codes, waiting, progress, reporting (CONTRACTS.md §2)."""
 
 from __future__ import annotations
 

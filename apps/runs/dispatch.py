@@ -17,6 +17,9 @@ def dispatch_run(run_id: str) -> None:
 
         dispatch_frontier(run_id)
     else:
-        from workers.embedded import drive
+        from workers import embedded
 
-        drive(run_id)
+        if embedded.current_dispatcher is not None:
+            embedded.current_dispatcher.submit(run_id)  # `serve` drives it in the background
+        else:
+            embedded.drive(run_id)

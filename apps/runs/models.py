@@ -1,4 +1,4 @@
-"""Runs, their step checkpoints, the journal and the step cache (DESIGN.md, CONTRACTS.md §1, §6, §7)."""
+"""Runs, their step checkpoints, the journal and the step cache (CONTRACTS.md §1, §6, §7)."""
 
 from __future__ import annotations
 

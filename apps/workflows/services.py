@@ -72,7 +72,8 @@ def load_source(source: str, *, origin: str, entry: str = "pipeline") -> LoadedW
 
 
 def load_version(version: WorkflowVersion) -> LoadedWorkflow:
-    return load_source(version.source, origin=version.origin_path or str(version), entry=version.entry)
+    return load_source(version.source, origin=version.origin_path or str(version),
+                       entry=version.entry)
 
 
 def register_live(*, source: str, entry: str, pipeline: Pipeline,

@@ -539,12 +539,30 @@ def _join_fork(run: Run, plan: Plan, ref: Ref, decisions: dict[str, Any]):
         ok = row.status == Status.SUCCEEDED
         outputs[name] = row.output if ok else None
         if ok:
-            for field, value in (row.context or {}).items():
-                if value != (base or {}).get(field):
-                    merged[field] = value
+            _apply_changes(merged, base or {}, row.context or {})
     if node.kind == "parallel":
         return outputs, merged
     return [outputs[i] for i in range(len(scopes))], merged
+
+
+def _apply_changes(merged: dict, base: dict, after: dict) -> None:
+    """Apply a branch's changes against the fork snapshot, field by field.
+
+    Dict fields merge key by key (two map items each adding a finding keep both); any
+    other value that changed replaces the field.
+    """
+    for field, value in after.items():
+        before = base.get(field)
+        if value == before:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict) \
+                and isinstance(merged.get(field), dict):
+            merged[field] = dict(merged[field])
+            _apply_changes(merged[field], before, value)
+            for gone in before.keys() - value.keys():
+                merged[field].pop(gone, None)
+        else:
+            merged[field] = value
 
 
 # -- the end -----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ handed to a driver only after the transaction that made it possible has committe
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
