@@ -44,7 +44,9 @@ def activity(fn: Callable[..., Any] | None = None, *, name: str | None = None,
     """
 
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
-        call_name = name or f"{func.__module__.rpartition('.')[2]}.{func.__qualname__}"
+        # The qualified name alone: the module's name differs between the script run as
+        # __main__ and the same source loaded by a worker, and the journal must match both.
+        call_name = name or func.__qualname__
         returns = _return_annotation(func)
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)

@@ -124,8 +124,9 @@ def _claim(run: Run, loaded: LoadedWorkflow, key: str, predecessors: list[str]) 
 
 def _take_over(run: Run, loaded: LoadedWorkflow, step: StepRun, claim: dict,
                predecessors: list[str]) -> Gate:
-    if step.attempt >= settings.FLOWOPS_MAX_STEP_ATTEMPTS:
-        message = f"worker lost {step.attempt} times in step {step.key}"
+    losses = step.lost + 1  # the owner found dead just now counts
+    if losses >= settings.FLOWOPS_MAX_STEP_ATTEMPTS:
+        message = f"worker lost {losses} times in step {step.key}"
         _fail(run, step, {"type": "WorkerLost", "message": message, "traceback": ""},
               fence=False)
         return Gate(Action.IGNORE, run=run, step=step, reason=message)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
+import functools
 import logging
 import os
 import signal
@@ -46,7 +48,15 @@ class DatabaseJournal:
         self.step_id = step_id
         self.attempt = attempt
         self.seq = 0
-        self._entries = {e.seq: e for e in JournalEntry.objects.filter(run_id=run_id, scope=scope)}
+        self._loaded: dict[int, JournalEntry] | None = None
+
+    @property
+    def _entries(self) -> dict[int, JournalEntry]:
+        # Loaded on the first journaled call: most steps make none.
+        if self._loaded is None:
+            self._loaded = {e.seq: e for e in JournalEntry.objects.filter(
+                run_id=self.run_id, scope=self.scope)}
+        return self._loaded
 
     def restart(self) -> None:
         """A retry after an exception: reads and AI calls run afresh, effects are reused."""
@@ -54,26 +64,26 @@ class DatabaseJournal:
             self._fence()
             JournalEntry.objects.filter(run_id=self.run_id, scope=self.scope,
                                         effect=False).delete()
-        self._entries = {s: e for s, e in self._entries.items() if e.effect}
+        self._loaded = {s: e for s, e in self._entries.items() if e.effect}
         self.seq = 0
 
     # -- the Journal protocol ----------------------------------------------------------
     def call(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, *,
              effect: bool, returns: Any) -> Any:
         seq, args_hash = self._next(name, args, kwargs)
-        recorded = self._entries.get(seq)
+        recorded = _db(lambda: self._entries.get(seq))
         if recorded is not None:
             return self._replay(recorded, name, args_hash, returns)
         if effect:
-            self._write(seq, name, args_hash, effect, JournalEntry.State.INTENT)
+            _db(self._write, seq, name, args_hash, effect, JournalEntry.State.INTENT)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            self._write(seq, name, args_hash, effect, JournalEntry.State.ERROR,
-                        error={"type": type(exc).__name__, "message": str(exc)})
+            _db(self._write, seq, name, args_hash, effect, JournalEntry.State.ERROR,
+                error={"type": type(exc).__name__, "message": str(exc)})
             raise
-        self._write(seq, name, args_hash, effect, JournalEntry.State.DONE,
-                    result=encode(result, returns))
+        _db(self._write, seq, name, args_hash, effect, JournalEntry.State.DONE,
+            result=encode(result, returns))
         if effect:
             fault_point("after_activity", name)
         return result
@@ -82,21 +92,20 @@ class DatabaseJournal:
                     effect: bool, returns: Any) -> Any:
         # The ORM is synchronous: journal I/O runs in a thread beside the event loop.
         seq, args_hash = self._next(name, args, kwargs)
-        recorded = self._entries.get(seq)
+        entries = await _adb(lambda: self._entries)
+        recorded = entries.get(seq)
         if recorded is not None:
             return self._replay(recorded, name, args_hash, returns)
         if effect:
-            await asyncio.to_thread(self._write, seq, name, args_hash, effect,
-                                    JournalEntry.State.INTENT)
+            await _adb(self._write, seq, name, args_hash, effect, JournalEntry.State.INTENT)
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            await asyncio.to_thread(self._write, seq, name, args_hash, effect,
-                                    JournalEntry.State.ERROR,
-                                    error={"type": type(exc).__name__, "message": str(exc)})
+            await _adb(self._write, seq, name, args_hash, effect, JournalEntry.State.ERROR,
+                       error={"type": type(exc).__name__, "message": str(exc)})
             raise
-        await asyncio.to_thread(self._write, seq, name, args_hash, effect,
-                                JournalEntry.State.DONE, result=encode(result, returns))
+        await _adb(self._write, seq, name, args_hash, effect, JournalEntry.State.DONE,
+                   result=encode(result, returns))
         if effect:
             fault_point("after_activity", name)
         return result
@@ -141,6 +150,25 @@ class DatabaseJournal:
         if not held:
             raise ClaimLost(f"step {self.scope!r} was taken over; attempt {self.attempt} stops",
                             run_id=self.run_id)
+
+
+# Django's ORM refuses to run on a thread with a running event loop (an async step), so
+# journal I/O from there goes to these threads; each keeps its own connection.
+_db_threads = concurrent.futures.ThreadPoolExecutor(max_workers=4,
+                                                    thread_name_prefix="flowops-journal")
+
+
+def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args, **kwargs)
+    return _db_threads.submit(fn, *args, **kwargs).result()
+
+
+async def _adb(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_db_threads, functools.partial(fn, *args, **kwargs))
 
 
 def _rebuild(error: dict) -> Exception:
