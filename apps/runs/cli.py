@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from apps.runs.models import Run
-from apps.runs.selectors import run_document, run_progress
+from apps.runs.selectors import run_document, run_progress, run_spend_total
 
 EXIT_CODES = {
     Run.Status.SUCCEEDED: 0,
@@ -64,7 +64,9 @@ class Progress:
         try:
             while not self._stop.is_set():
                 done, total = run_progress(self.run_id)
-                self.stream.write(f"[{self.run_id}] {done}/{total} steps done\n")
+                spend = run_spend_total(self.run_id)
+                self.stream.write(f"[{self.run_id}] {done}/{total} steps done, "
+                                  f"spent ${spend['usd']:.4f} ({spend['tokens']} tokens)\n")
                 self.stream.flush()
                 self._stop.wait(PROGRESS_AFTER_S)
         finally:

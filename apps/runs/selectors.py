@@ -14,10 +14,14 @@ def run_steps(run: Run) -> list[StepRun]:
     return list(StepRun.objects.filter(run=run).order_by("id"))
 
 
+def run_spend_total(run_id: str) -> dict[str, Any]:
+    totals = StepRun.objects.filter(run_id=run_id).aggregate(usd=Sum("cost_usd"),
+                                                             tokens=Sum("tokens"))
+    return {"usd": float(totals["usd"] or Decimal(0)), "tokens": int(totals["tokens"] or 0)}
+
+
 def run_spend(run: Run) -> dict[str, Any]:
-    totals = StepRun.objects.filter(run=run).aggregate(usd=Sum("cost_usd"), tokens=Sum("tokens"))
-    return {"usd": float(totals["usd"] or Decimal(0)), "tokens": int(totals["tokens"] or 0),
-            "limit_usd": None, "limit_tokens": None}
+    return {**run_spend_total(run.id), "limit_usd": None, "limit_tokens": None}
 
 
 def run_progress(run_id: str) -> tuple[int, int]:
