@@ -37,7 +37,7 @@ def encode(value: Any, annotation: Any = Any) -> Any:
     try:
         if annotation in (Any, None, inspect.Signature.empty):
             return to_jsonable_python(value)
-        return adapter(annotation).dump_python(value, mode="json")
+        return adapter(annotation).dump_python(value, mode="json", warnings="error")
     except Exception as exc:
         raise TypeError(f"cannot encode a {type(value).__name__} as JSON: {exc}") from None
 

@@ -163,6 +163,8 @@ class Plan:
                 seq = node.children[branch]
                 prefix = f"{prefix}{node.name}/{branch}/"
                 i += 2
+                if i >= len(segments):
+                    raise KeyError(key)
 
     def task_for(self, key: str) -> str:
         ref, tag = self.locate(key)
@@ -380,6 +382,8 @@ def _compile_seq(pipeline: Pipeline, owner: Node | None, scope: str) -> Seq:
         name = item.name if seen[item.name] == 1 else f"{item.name}#{seen[item.name]}"
         node = Node(name=name, step=item, seq=seq, index=index)
         seq.nodes.append(node)
+        if item.kind in ("step", "cached") and item.func is None and item.agent is None:
+            raise PipelineDefinitionError(f"step {item.name!r} has neither a function nor an agent")
         if isinstance(item, ParallelStep):
             node.children = {b: _compile_seq(p, node, b) for b, p in item.branches.items()}
         elif isinstance(item, BranchStep):

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from flowops.exceptions import PipelineDefinitionError
 
@@ -20,7 +20,25 @@ from flowops.exceptions import PipelineDefinitionError
 _KEY_CHARS = set("/[]@#")
 
 
-class StepConfig(BaseModel):
+class _Definition(BaseModel):
+    """Reports bad arguments as ``PipelineDefinitionError`` naming the field."""
+
+    def __init__(self, **data: Any):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise PipelineDefinitionError(_problems(type(self).__name__, data, exc)) from None
+
+
+def _problems(kind: str, data: dict[str, Any], exc: ValidationError) -> str:
+    name = data.get("name")
+    where = f"{kind} {name!r}" if name else kind
+    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors())
+    return f"{where}: {details}"
+
+
+class StepConfig(_Definition):
     """How one step is run."""
 
     max_retries: int = Field(default=0, ge=0)
@@ -31,7 +49,7 @@ class StepConfig(BaseModel):
     """Fail the step with ``StepTimeout`` when one attempt runs longer than this."""
 
 
-class Step(BaseModel):
+class Step(_Definition):
     """One unit of work: a function, an agent, or a combinator of other steps.
 
     Build one with ``@step``, ``Step.model_validate({"name": ..., "agent": ...})`` or a

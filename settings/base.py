@@ -59,8 +59,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"flowops": {"handlers": ["stderr"], "level": env("FLOWOPS_LOG_LEVEL",
-                                                                 default="WARNING")}},
+    "loggers": {"flowops": {"handlers": ["stderr"], "propagate": False,
+                            "level": env("FLOWOPS_LOG_LEVEL", default="WARNING")}},
 }
 
 # -- FlowOps knobs ---------------------------------------------------------------------

@@ -39,6 +39,8 @@ class Run(models.Model):
     # Bumped by every dispatch of a fresh canvas; recovery compares-and-sets it so that
     # two recoverers never both dispatch the same frontier.
     dispatch_generation = models.PositiveIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When its last canvas was handed out.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -14,6 +14,7 @@ import contextvars
 import enum
 import logging
 import random
+import re
 import threading
 import time
 import traceback
@@ -207,7 +208,7 @@ def step_execute(gate: Gate) -> str:
         if node_step.takes_context:
             context = context_model_of(loaded).model_validate(context_json or {})
         output, cache_hit = _run_step(run, step, node_step, data, context, context_json)
-        output_json = encode(output, node_step.output_annotation())
+        output_json = _encode_output(node_step, output)
     except ClaimLost:
         raise
     except Exception as exc:
@@ -216,6 +217,13 @@ def step_execute(gate: Gate) -> str:
     checkpoint(step, output=output_json, context=context_after,
                duration_ms=(time.monotonic() - started) * 1000, cache_hit=cache_hit)
     return "done"
+
+
+def _encode_output(node_step: Step, output: Any) -> Any:
+    try:
+        return encode(output, node_step.output_annotation())
+    except TypeError as exc:
+        raise TypeError(f"step {node_step.name}: output {exc}") from None
 
 
 def _run_step(run: Run, step: StepRun, node_step: Step, data: Any, context: Any,
@@ -343,7 +351,8 @@ def checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: float |
             raise ClaimLost(f"step {step.key} was taken over; its result is discarded")
     from apps.runs.services.journal import fault_point
 
-    fault_point("after_checkpoint", step.key)
+    # After the commit, also when a decision's checkpoint sits in a larger transaction.
+    transaction.on_commit(lambda: fault_point("after_checkpoint", step.key))
 
 
 def step_fail(run: Run, step: StepRun, loaded: LoadedWorkflow, exc: BaseException) -> str:
@@ -490,13 +499,23 @@ def _join_ready(run: Run, plan: Plan, key: str) -> tuple[bool, dict[str, Any]]:
     status, decisions = subtree_state(run.id, key)
     state = dict(decisions)
     if ref.node.kind == "loop":
-        exits = [k for k, v in decisions.items() if k.endswith("@exit") and (v or {}).get("exit")]
-        if not exits:
+        iteration = _exit_iteration(key, decisions)
+        if iteration is None:
             return False, state
-        state[f"{key}@last"] = int(exits[0].rpartition("[")[2].split("]")[0])
+        state[f"{key}@last"] = iteration
     needed = plan.predecessors(key, state)
     ready = all(status.get(k) in DONE or status.get(k) == Status.FAILED for k in needed)
     return ready and bool(needed), state
+
+
+def _exit_iteration(loop_key: str, decisions: dict[str, Any]) -> int | None:
+    """The iteration whose exit test said stop, among this loop's own decisions only."""
+    own = re.compile(re.escape(loop_key) + r"\[(\d+)\]@exit")
+    for key, value in decisions.items():
+        match = own.fullmatch(key)
+        if match and isinstance(value, dict) and value.get("exit"):
+            return int(match[1])
+    return None
 
 
 def join_execute(gate: Gate) -> str:
@@ -512,8 +531,7 @@ def join_execute(gate: Gate) -> str:
         last = _row(run.id, plan.last_of_scope(node.children[choice], f"{ref.key}/{choice}/").key)
         output, context = last.output, last.context
     else:
-        exits = [k for k, v in decisions.items() if (v or {}).get("exit")]
-        iteration = int(exits[0].rpartition("[")[2].split("]")[0])
+        iteration = _exit_iteration(ref.key, decisions)
         last = _row(run.id, plan.last_of_scope(node.children["[]"],
                                                f"{ref.key}[{iteration}]/").key)
         output, context = last.output, last.context

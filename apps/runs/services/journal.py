@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models.functions import Now
 
 from apps.runs.models import JournalEntry, StepRun
@@ -62,9 +62,8 @@ class DatabaseJournal:
         """A retry after an exception: reads and AI calls run afresh, effects are reused."""
         with transaction.atomic():
             self._fence()
-            JournalEntry.objects.filter(run_id=self.run_id, scope=self.scope,
-                                        effect=False).delete()
-        self._loaded = {s: e for s, e in self._entries.items() if e.effect}
+            forget_reads(self.run_id, self.scope)
+        self._loaded = None
         self.seq = 0
 
     # -- the Journal protocol ----------------------------------------------------------
@@ -152,6 +151,13 @@ class DatabaseJournal:
                             run_id=self.run_id)
 
 
+def forget_reads(run_id: str, scope: str) -> None:
+    """After an exception, the next attempt reads afresh: keep only effects that happened
+    (or may have: an intent), drop reads, AI calls and failed effects (CONTRACTS.md §7)."""
+    JournalEntry.objects.filter(run_id=run_id, scope=scope).exclude(
+        effect=True, state__in=[JournalEntry.State.DONE, JournalEntry.State.INTENT]).delete()
+
+
 # Django's ORM refuses to run on a thread with a running event loop (an async step), so
 # journal I/O from there goes to these threads; each keeps its own connection.
 _db_threads = concurrent.futures.ThreadPoolExecutor(max_workers=4,
@@ -163,12 +169,22 @@ def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         asyncio.get_running_loop()
     except RuntimeError:
         return fn(*args, **kwargs)
-    return _db_threads.submit(fn, *args, **kwargs).result()
+    return _db_threads.submit(_then_release, fn, *args, **kwargs).result()
 
 
 async def _adb(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_db_threads, functools.partial(fn, *args, **kwargs))
+    call = functools.partial(_then_release, fn, *args, **kwargs)
+    return await loop.run_in_executor(_db_threads, call)
+
+
+def _then_release(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    # Pool threads live on: let Django close their connection by CONN_MAX_AGE as it would
+    # at the end of a request, or it stays open for the life of the process.
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
 
 
 def _rebuild(error: dict) -> Exception:

@@ -20,6 +20,7 @@ from apps.core.exceptions import ApplicationError
 from apps.runs import dispatch
 from apps.runs.models import Run, StepRun
 from apps.runs.services.execution import context_model_of, loaded_for, subtree_state
+from apps.runs.services.journal import forget_reads
 from apps.runs.services.liveness import heartbeat_timeout, is_alive
 from apps.workflows.models import WorkflowVersion
 from apps.workflows.services import LoadedWorkflow
@@ -67,9 +68,10 @@ def run_start(run: Run) -> None:
     """Mark the run running and hand its frontier to the driver after commit."""
     with transaction.atomic():
         started = Run.objects.filter(id=run.id, status=Status.PENDING).update(
-            status=Status.RUNNING, started_at=Now(), dispatch_generation=1)
+            status=Status.RUNNING, started_at=Now(), dispatch_generation=1, dispatched_at=Now())
         if not started:
-            raise ApplicationError(f"run {run.id} is {run.status}, not pending")
+            status = Run.objects.values_list("status", flat=True).get(pk=run.id)
+            raise ApplicationError(f"run {run.id} is {status}, not pending")
         transaction.on_commit(lambda: dispatch.dispatch_run(run.id))
     run.refresh_from_db()
 
@@ -104,15 +106,18 @@ def run_approve(*, run_id: str, input: Any = None) -> Run:
     try:
         value = encode(decode(input, schema), schema)
     except ValidationError as exc:
-        raise ApplicationError(f"approval input does not fit {getattr(schema, '__name__', schema)}:"
-                               f" {exc.errors()[0]['msg']}", {"errors": exc.errors()}) from None
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ApplicationError(
+            f"approval input does not fit {getattr(schema, '__name__', schema)}: {problems}",
+            {"errors": exc.errors(include_url=False)}) from None
     from apps.runs.services.execution import resolve_input
 
     _, context = resolve_input(run, loaded.plan, ref)
     with transaction.atomic():
         resumed = Run.objects.filter(id=run_id, status=Status.PAUSED).update(
             status=Status.RUNNING, paused_step_key="", pause_message="",
-            dispatch_generation=run.dispatch_generation + 1)
+            dispatch_generation=run.dispatch_generation + 1, dispatched_at=Now())
         if not resumed:
             raise ApplicationError(f"run {run_id} is no longer paused")
         StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
@@ -163,13 +168,15 @@ def _redispatch(run: Run, *, reset_failed: bool) -> bool:
         moved = Run.objects.filter(id=run.id, status=run.status,
                                    dispatch_generation=run.dispatch_generation).update(
             status=Status.RUNNING, error=None, finished_at=None,
-            dispatch_generation=run.dispatch_generation + 1)
+            dispatch_generation=run.dispatch_generation + 1, dispatched_at=Now())
         if not moved:
             return False
         if reset_failed:
-            StepRun.objects.filter(run_id=run.id).filter(
-                Q(status=StepRun.Status.FAILED) | Q(status=StepRun.Status.CANCELLED)).update(
-                status=StepRun.Status.PENDING, error=None)
+            failed = StepRun.objects.filter(run_id=run.id).filter(
+                Q(status=StepRun.Status.FAILED) | Q(status=StepRun.Status.CANCELLED))
+            for key in failed.values_list("key", flat=True):
+                forget_reads(run.id, key)  # a failed step's next attempt reads afresh (§7)
+            failed.update(status=StepRun.Status.PENDING, error=None, lost=0)
         transaction.on_commit(lambda: dispatch.dispatch_run(run.id))
     return True
 
@@ -187,7 +194,9 @@ def run_is_stalled(run: Run) -> bool:
         return False
     latest = StepRun.objects.filter(run_id=run.id).aggregate(
         finished=Max("finished_at"), started=Max("started_at"))
-    marks = [m for m in (latest["finished"], latest["started"], run.started_at) if m]
+    # A fresh dispatch counts as progress: recovery sends a run once, not on every tick.
+    marks = [m for m in (latest["finished"], latest["started"], run.started_at,
+                         run.dispatched_at) if m]
     return not marks or timezone.now() - max(marks) > heartbeat_timeout()
 
 

@@ -49,6 +49,8 @@ class Command(BaseCommand):
             except InputValidationError as exc:
                 raise cli.usage_error(f"{opts['path']}: {exc}") from None
             self._start(run, opts)
+        else:
+            self._continue(run)
         return self._finish(run, opts)
 
     def _existing(self, run_id: str | None, version) -> Run | None:
@@ -67,20 +69,19 @@ class Command(BaseCommand):
         with cli.Progress(run.id, sys.stderr):
             run_services.run_start(run)
 
+    def _continue(self, run: Run) -> None:
+        """``--run-id`` of an unfinished run resumes it; a finished one is only reported."""
+        resumable = run.status in (Run.Status.FAILED, Run.Status.HALTED) or (
+            run.status == Run.Status.RUNNING and run.driver == "embedded")
+        if not resumable:
+            return
+        try:
+            with cli.Progress(run.id, sys.stderr):
+                run_services.run_resume(run_id=run.id)
+        except ApplicationError as exc:
+            raise cli.usage_error(exc.message) from None
+
     def _finish(self, run: Run, opts):
-        run.refresh_from_db()
-        if run.status in (Run.Status.FAILED, Run.Status.HALTED) and opts["run_id"]:
-            try:
-                with cli.Progress(run.id, sys.stderr):
-                    run_services.run_resume(run_id=run.id)
-            except ApplicationError as exc:
-                raise cli.usage_error(exc.message) from None
-        elif run.status == Run.Status.RUNNING and opts["run_id"] and run.driver == "embedded":
-            try:
-                with cli.Progress(run.id, sys.stderr):
-                    run_services.run_resume(run_id=run.id)
-            except ApplicationError as exc:
-                self.stderr.write(exc.message)
         if run.driver == "celery" and not opts["no_wait"]:
             with cli.Progress(run.id, sys.stderr):
                 run = cli.wait_for(run.id)
