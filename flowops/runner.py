@@ -49,10 +49,6 @@ class Flujo:
         self._original = pipeline
         self.context_model = context_model
         self.state_backend = state_backend
-        if usage_limits is not None:
-            # Refuse rather than silently run without the limit the caller asked for.
-            raise UserError("usage_limits need the budget governor, which this FlowOps "
-                            "version does not have yet; run without them")
         self.usage_limits = usage_limits
         self.name = name
 
@@ -104,6 +100,7 @@ class Flujo:
         if run is None:
             run = run_services.run_create(version=version, loaded=loaded, input=data,
                                           context_data=context_data, run_id=run_id,
+                                          limits=self.usage_limits,
                                           driver="embedded" if entry.startswith("<") else None)
             run_services.run_start(run)
         elif run.status in (Run.Status.FAILED, Run.Status.HALTED, Run.Status.RUNNING):

@@ -2,6 +2,7 @@
 
 Contract of a step task ``(run_id, key)``, in order, before its body runs:
 
+0. ``before_step``, the budget pre-check: a run whose limit is reached halts -> ``Ignore``;
 1. the run is not running (halted, cancelled, failed, paused, finished) -> ``Ignore``;
 2. the step is claimed with one conditional UPDATE that increments ``attempt`` (the
    fencing token); a dead owner's step is taken over the same way;
@@ -9,8 +10,7 @@ Contract of a step task ``(run_id, key)``, in order, before its body runs:
    succeeded but the continuation never started -> the body sees ``Action.RESEND`` and
    returns without running again, so Celery sends the continuation;
 4. running and alive elsewhere -> ``Ignore``; attempts exhausted -> the step and the run
-   fail with "worker lost N times in step x", and the task ends with ``Ignore``;
-5. ``before_step`` runs: the budget pre-check hook.
+   fail with "worker lost N times in step x", and the task ends with ``Ignore``.
 
 A stop for any of these is ``Ignore``, never a plain failure, which would fail the
 surrounding chain or chord. A step whose own code fails is recorded as failed, the run
@@ -25,7 +25,8 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from apps.runs.services import execution
-from apps.runs.services.execution import Action, Gate
+from apps.runs.services.budget import budget_exhausted, describe, halt
+from apps.runs.services.execution import Action
 from apps.runs.services.journal import ClaimLost
 from apps.runs.services.liveness import heartbeats
 from flowops.telemetry import step_span
@@ -50,6 +51,7 @@ class FlowOpsTask(Task):
             return super().__call__(*args, **kwargs)
         run_id, key = args
         with step_span(run_id, key, self.task_kind):
+            self.before_step(run_id, key)
             return self._gated(run_id, key)
 
     def _gated(self, run_id: str, key: str):
@@ -59,7 +61,6 @@ class FlowOpsTask(Task):
             raise Ignore()
         if gate.action is Action.RESEND:
             return self.run(run_id, key, gate=gate)
-        self.before_step(gate)
         heartbeats.track(gate.step.id)
         try:
             return self.run(run_id, key, gate=gate)
@@ -76,5 +77,10 @@ class FlowOpsTask(Task):
         finally:
             heartbeats.untrack(gate.step.id)
 
-    def before_step(self, gate: Gate) -> None:
-        """Pre-checks that must pass before a claimed step runs (the budget governor's hook)."""
+    def before_step(self, run_id: str, key: str) -> None:
+        """The budget pre-check: a step of a run whose limit is reached never starts."""
+        budget = budget_exhausted(run_id)
+        if budget is not None:
+            halt(run_id=run_id, step_key=key,
+                 message=f"the budget is spent before {key}: {describe(budget)}")
+            raise Ignore()

@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from apps.core.exceptions import ApplicationError
-from apps.runs.models import JournalEntry, Run, StepRun
+from apps.runs.models import JournalEntry, Reservation, Run, RunBudget, StepRun
 from apps.runs.services import runs as run_services
 
 DONE_STEP_STATUSES = [StepRun.Status.SUCCEEDED, StepRun.Status.SKIPPED]
@@ -175,6 +175,30 @@ class JournalEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 # -- runs ------------------------------------------------------------------------------
+class RunBudgetInline(ReadOnlyAdminMixin, admin.StackedInline):
+    """The run's ledger: limits, spend, what is reserved, and a link to its calls."""
+
+    model = RunBudget
+    can_delete = False
+    fields = ["limit_usd", "limit_tokens", "spent_usd", "spent_tokens", "reserved_usd",
+              "reserved_tokens", "calls"]
+    readonly_fields = fields
+
+    @admin.display(description="calls")
+    def calls(self, budget: RunBudget) -> str:
+        return changelist_link(Reservation, "spend per call", run__id__exact=budget.run_id)
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Spend per model call: reserved worst case and settled usage."""
+
+    list_display = ["id", "run_id", "step_key", "call", "model", "state", "usd", "tokens",
+                    "settled_usd", "settled_tokens", "created_at"]
+    list_filter = ["state", "model"]
+    search_fields = ["=run__id", "step_key", "call"]
+
+
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "workflow_slug", "status", "driver", "created_at", "started_at",
@@ -183,7 +207,7 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["id", "version__workflow__slug"]
     date_hierarchy = "created_at"
     list_select_related = ["version__workflow"]
-    inlines = [StepRunInline]
+    inlines = [RunBudgetInline, StepRunInline]
     actions = ["resume_runs", "cancel_runs", "approve_runs", "reject_runs"]
     fieldsets = [
         (None, {"fields": ["id", "workflow_link", "version_link", "status", "driver",

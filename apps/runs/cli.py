@@ -6,13 +6,16 @@ import json
 import sys
 import threading
 import time
+from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
 from django.core.management.base import CommandError
 from django.db import connection
+from pydantic import ValidationError
 
 from apps.runs.models import Run
 from apps.runs.selectors import run_document, run_progress, run_spend_total
+from flowops.usage import UsageLimits
 
 EXIT_CODES = {
     Run.Status.SUCCEEDED: 0,
@@ -39,6 +42,30 @@ def parse_json_option(name: str, raw: str | None, *, want_object: bool = False) 
     if want_object and not isinstance(value, dict):
         raise usage_error(f"{name}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def add_budget_options(parser) -> None:
+    parser.add_argument("--budget-usd", help="Halt before spend would cross this many USD.")
+    parser.add_argument("--budget-tokens", help="Halt before usage would cross this many tokens.")
+
+
+def limits_from(opts) -> UsageLimits | None:
+    """UsageLimits from --budget-usd / --budget-tokens, or None when neither is given."""
+    usd, tokens = opts.get("budget_usd"), opts.get("budget_tokens")
+    if usd is None and tokens is None:
+        return None
+    try:
+        usd_value = Decimal(usd) if usd is not None else None
+    except InvalidOperation:
+        raise usage_error(f"--budget-usd: not a number: {usd!r}") from None
+    try:
+        tokens_value = int(tokens) if tokens is not None else None
+    except ValueError:
+        raise usage_error(f"--budget-tokens: not a whole number: {tokens!r}") from None
+    try:
+        return UsageLimits(total_cost_usd_limit=usd_value, total_tokens_limit=tokens_value)
+    except ValidationError:
+        raise usage_error("--budget-usd and --budget-tokens must not be negative") from None
 
 
 class Progress:

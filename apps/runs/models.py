@@ -145,3 +145,51 @@ class CacheEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.step_name}:{self.cache_key[:12]}"
+
+
+class RunBudget(models.Model):
+    """A run's money ledger (CONTRACTS.md §8): limits, what is spent, what is reserved."""
+
+    run = models.OneToOneField(Run, primary_key=True, on_delete=models.CASCADE,
+                               related_name="budget")
+    limit_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True,
+                                    help_text="Most the run may spend in USD; empty: no limit.")
+    limit_tokens = models.PositiveBigIntegerField(null=True, blank=True,
+                                                  help_text="Most tokens; empty: no limit.")
+    spent_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    spent_tokens = models.PositiveBigIntegerField(default=0)
+    reserved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    reserved_tokens = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"budget of {self.run_id}"
+
+
+class Reservation(models.Model):
+    """One model call's worst case, held against the ledger until the call is settled."""
+
+    class State(models.TextChoices):
+        RESERVED = "reserved"
+        SETTLED = "settled"
+        RELEASED = "released"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="reservations")
+    step_key = models.CharField(max_length=500)
+    attempt = models.PositiveIntegerField()
+    call = models.CharField(max_length=200)
+    model = models.CharField(max_length=200)
+    usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RESERVED)
+    settled_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    settled_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    usage = models.JSONField(null=True, blank=True,
+                             help_text="prompt, completion and cached tokens as reported.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "state"], name="reservation_run_state")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.step_key}:{self.call} {self.state}"

@@ -21,7 +21,10 @@ def run_spend_total(run_id: str) -> dict[str, Any]:
 
 
 def run_spend(run: Run) -> dict[str, Any]:
-    return {**run_spend_total(run.id), "limit_usd": None, "limit_tokens": None}
+    """What the run spent and its limits, from its ledger (CONTRACTS.md §8)."""
+    from apps.runs.services.budget import spend_of
+
+    return spend_of(run.id)
 
 
 def run_progress(run_id: str) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from apps.runs.models import CacheEntry, Run, StepRun
+from apps.runs.services.budget import settle_orphans
 from apps.runs.services.journal import ClaimLost, DatabaseJournal
 from apps.runs.services.liveness import current_owner, is_alive
 from apps.workflows.models import WorkflowVersion
@@ -137,6 +138,8 @@ def _take_over(run: Run, loaded: LoadedWorkflow, step: StepRun, claim: dict,
         if not won:
             return Gate(Action.IGNORE, run=run, step=step, reason="taken over by another")
         _mark_continued(run.id, predecessors)
+    # The dead attempt's calls may have been billed: settle them at their worst case.
+    settle_orphans(run_id=run.id, step_key=step.key, before_attempt=step.attempt + 1)
     step.refresh_from_db()
     log.warning("run %s: took over step %s (attempt %s)", run.id, step.key, step.attempt)
     return Gate(Action.RUN, run=run, step=step, loaded=loaded)

@@ -19,6 +19,12 @@ from pydantic import ValidationError
 from apps.core.exceptions import ApplicationError
 from apps.runs import dispatch
 from apps.runs.models import Run, StepRun
+from apps.runs.services.budget import (
+    budget_create,
+    budget_exhausted,
+    budget_raise_limit,
+    settle_orphans,
+)
 from apps.runs.services.execution import context_model_of, loaded_for, subtree_state
 from apps.runs.services.journal import forget_reads
 from apps.runs.services.liveness import heartbeat_timeout, is_alive
@@ -27,6 +33,7 @@ from apps.workflows.services import LoadedWorkflow
 from flowops._codec import decode, encode, validate_input
 from flowops._plan import Chain
 from flowops.exceptions import InputValidationError
+from flowops.usage import UsageLimits
 
 log = logging.getLogger("flowops.runs")
 Status = Run.Status
@@ -34,8 +41,8 @@ Status = Run.Status
 
 def run_create(*, version: WorkflowVersion, loaded: LoadedWorkflow, input: Any = None,
                context_data: dict[str, Any] | None = None, run_id: str | None = None,
-               driver: str | None = None) -> Run:
-    """Validate input and context, then create the run and its first step rows."""
+               driver: str | None = None, limits: UsageLimits | None = None) -> Run:
+    """Validate input and context, then create the run, its budget and first step rows."""
     first = loaded.plan.first_step
     annotation = first.input_annotation()
     value = validate_input(input, annotation, what="input")
@@ -47,6 +54,8 @@ def run_create(*, version: WorkflowVersion, loaded: LoadedWorkflow, input: Any =
             input=encode(value, annotation), initial_context=context)
         StepRun.objects.bulk_create(
             [StepRun(run=run, key=r.key, name=r.name, kind=r.kind) for r in rows])
+        budget_create(run=run, limit_usd=limits.total_cost_usd_limit if limits else None,
+                      limit_tokens=limits.total_tokens_limit if limits else None)
     return run
 
 
@@ -144,9 +153,15 @@ def run_reject(*, run_id: str, reason: str) -> Run:
     return run
 
 
-def run_resume(*, run_id: str) -> Run:
-    """Continue a failed, dead or stalled run from its checkpoints."""
+def run_resume(*, run_id: str, limits: UsageLimits | None = None) -> Run:
+    """Continue a failed, halted, dead or stalled run from its checkpoints.
+
+    ``limits`` sets new absolute budget limits first (at least spent + unsettled).
+    """
     run = _get(run_id)
+    if limits is not None:
+        budget_raise_limit(run_id=run_id, limit_usd=limits.total_cost_usd_limit,
+                           limit_tokens=limits.total_tokens_limit)
     if run.status in (Status.SUCCEEDED, Status.CANCELLED):
         raise ApplicationError(f"run {run_id} is {run.status}; nothing to resume")
     if run.status == Status.PAUSED:
@@ -156,6 +171,10 @@ def run_resume(*, run_id: str) -> Run:
         live = _live_step(run)
         if live is not None:
             raise ApplicationError(f"run {run_id} is running (step {live.key} is alive)")
+    if run.status == Status.HALTED and budget_exhausted(run_id) is not None:
+        raise ApplicationError(f"run {run_id} halted on its budget; resume it with a higher "
+                               "limit (--budget-usd / --budget-tokens)")
+    settle_orphans(run_id=run_id)
     if not _redispatch(run, reset_failed=True):
         raise ApplicationError(f"run {run_id} was resumed by someone else just now")
     run.refresh_from_db()

@@ -7,8 +7,9 @@ import json
 from django.core.management.base import BaseCommand
 
 from apps.runs import cli
-from apps.runs.models import JournalEntry, Run
+from apps.runs.models import JournalEntry, Reservation, Run, RunBudget
 from apps.runs.selectors import run_document, run_journal, run_list, run_steps
+from apps.runs.services.budget import describe
 
 
 class Command(BaseCommand):
@@ -49,6 +50,9 @@ class Command(BaseCommand):
         if run.error:
             out(f"error in {run.error.get('step_key')}: {run.error.get('type')}: "
                 f"{run.error.get('message')}")
+        budget = RunBudget.objects.filter(run=run).first()
+        if budget is not None:
+            out(f"budget: {describe(budget)}")
         for s in run_steps(run):
             took = f"{s.duration_ms:.1f}ms" if s.duration_ms is not None else "-"
             line = (f"  {s.key:<40} {s.status:<10} attempts {s.attempt + s.retries}  {took}"
@@ -60,6 +64,14 @@ class Command(BaseCommand):
                 out(f"      -> {_short(s.output)}")
             if s.error:
                 out(f"      !! {s.error.get('type')}: {s.error.get('message')}")
+        calls = Reservation.objects.filter(run=run).order_by("id")
+        if calls:
+            out("calls:")
+        for c in calls:
+            settled = f"${c.settled_usd:.6f} / {c.settled_tokens} tok" if c.settled_usd \
+                is not None else "-"
+            out(f"  {c.step_key} {c.call} {c.model} {c.state}: reserved ${c.usd:.6f} / "
+                f"{c.tokens} tok, settled {settled}")
         journal = run_journal(run)
         if journal:
             out("journal:")

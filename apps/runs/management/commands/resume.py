@@ -22,6 +22,7 @@ class Command(BaseCommand):
         target.add_argument("run_id", nargs="?", help="The run to resume.")
         target.add_argument("--stuck", action="store_true",
                             help="Resume every run whose steps died and that made no progress.")
+        cli.add_budget_options(parser)
         parser.add_argument("--json", action="store_true", help="Print one JSON document.")
         parser.add_argument("--no-wait", action="store_true", help="Do not wait for the end.")
 
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         self._warn_if_edited(run)
         try:
             with cli.Progress(run.id, sys.stderr):
-                run_services.run_resume(run_id=run.id)
+                run_services.run_resume(run_id=run.id, limits=cli.limits_from(opts))
                 if run.driver == "celery" and not opts["no_wait"]:
                     cli.wait_for(run.id)
         except ApplicationError as exc:

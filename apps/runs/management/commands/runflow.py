@@ -25,6 +25,7 @@ class Command(BaseCommand):
         source.add_argument("--input-json", help="Input as JSON.")
         parser.add_argument("--context", help="Initial context data as a JSON object.")
         parser.add_argument("--run-id", help="Resume this run, or start a new one with this id.")
+        cli.add_budget_options(parser)
         parser.add_argument("--json", action="store_true", help="Print one JSON document.")
         parser.add_argument("--no-wait", action="store_true",
                             help="Return once the run is accepted (needs Celery workers).")
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         if opts["input_json"] is not None:
             data = cli.parse_json_option("--input-json", opts["input_json"])
         context = cli.parse_json_option("--context", opts["context"], want_object=True)
+        limits = cli.limits_from(opts)
         if opts["no_wait"] and settings.FLOWOPS_DRIVER != "celery":
             raise cli.usage_error("--no-wait needs Celery workers (FLOWOPS_DRIVER=celery); "
                                   "in the embedded default start `python manage.py serve`")
@@ -45,12 +47,13 @@ class Command(BaseCommand):
         if run is None:
             try:
                 run = run_services.run_create(version=version, loaded=loaded, input=data,
-                                              context_data=context, run_id=opts["run_id"])
+                                              context_data=context, run_id=opts["run_id"],
+                                              limits=limits)
             except InputValidationError as exc:
                 raise cli.usage_error(f"{opts['path']}: {exc}") from None
             self._start(run, opts)
         else:
-            self._continue(run)
+            self._continue(run, limits)
         return self._finish(run, opts)
 
     def _existing(self, run_id: str | None, version) -> Run | None:
@@ -69,7 +72,7 @@ class Command(BaseCommand):
         with cli.Progress(run.id, sys.stderr):
             run_services.run_start(run)
 
-    def _continue(self, run: Run) -> None:
+    def _continue(self, run: Run, limits) -> None:
         """``--run-id`` of an unfinished run resumes it; a finished one is only reported."""
         resumable = run.status in (Run.Status.FAILED, Run.Status.HALTED) or (
             run.status == Run.Status.RUNNING and run.driver == "embedded")
@@ -77,7 +80,7 @@ class Command(BaseCommand):
             return
         try:
             with cli.Progress(run.id, sys.stderr):
-                run_services.run_resume(run_id=run.id)
+                run_services.run_resume(run_id=run.id, limits=limits)
         except ApplicationError as exc:
             raise cli.usage_error(exc.message) from None
 
