@@ -233,6 +233,7 @@ def test_racing_reservations_never_cross_the_limit(running):
     assert Run.objects.get(pk=run.id).status == Run.Status.HALTED
 
 
+@pytest.mark.django_db(transaction=True)  # all apps: the admin needs auth
 def test_the_admin_shows_spend_per_run_and_per_call(running, admin_client):
     run = running(usd="1")
     held = _reserve(run, "0.02", 50)
