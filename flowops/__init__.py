@@ -26,6 +26,23 @@ from flowops.state import SQLiteBackend
 from flowops.telemetry import init_telemetry
 from flowops.usage import UsageLimits
 
+_LAZY = {"ai": "flowops.ai", "make_agent": "flowops.ai", "make_agent_async": "flowops.ai"}
+
+
+def __getattr__(name: str):
+    # The AI layer loads tokenizers and price tables: only when a script asks for it.
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        return module if name == "ai" else getattr(module, name)
+    raise AttributeError(f"module 'flowops' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "FlowOpsError",
     "Flujo",
@@ -50,6 +67,8 @@ __all__ = [
     "UserError",
     "activity",
     "init_telemetry",
+    "make_agent",
+    "make_agent_async",
     "now",
     "random",
     "step",

@@ -14,6 +14,8 @@ import random as _random
 import uuid as _uuid
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 
@@ -23,6 +25,23 @@ class Journal(Protocol):
 
     async def acall(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, *,
                     effect: bool, returns: Any) -> Any: ...
+
+    def metered(self, name: str, args: tuple, kwargs: dict, *, returns: Any,
+                attempts: Callable[[Any], Metered]) -> Any: ...
+
+
+@dataclass
+class Metered:
+    """One successful model call, handed to the journal to record and settle.
+
+    ``usd`` is ``None`` when the model has no known price (token limits still apply).
+    """
+
+    result: Any
+    reservation: Any
+    usd: Decimal | None
+    tokens: int
+    usage: dict[str, Any]
 
 
 _current: ContextVar[Journal | None] = ContextVar("flowops_journal", default=None)

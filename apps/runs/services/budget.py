@@ -20,7 +20,7 @@ from django.db.models.functions import Now
 
 from apps.core.exceptions import ApplicationError
 from apps.runs.models import Reservation, Run, RunBudget, StepRun
-from flowops.exceptions import RunHalted
+from flowops.exceptions import RunHalted, UserError
 
 log = logging.getLogger("flowops.budget")
 ZERO = Decimal(0)
@@ -28,7 +28,7 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True)
 class Cost:
-    usd: Decimal
+    usd: Decimal | None
     tokens: int
 
 
@@ -38,7 +38,14 @@ def budget_create(*, run: Run, limit_usd: Decimal | None, limit_tokens: int | No
 
 def reserve(*, run_id: str, step_key: str, attempt: int, call: str, model: str,
             worst: Cost) -> Reservation:
-    """Hold ``worst`` against the run's limits, or halt the run and raise ``RunHalted``."""
+    """Hold ``worst`` against the run's limits, or halt the run and raise ``RunHalted``.
+
+    ``worst.usd`` is None for a model without a price: refused under a USD limit.
+    """
+    if worst.usd is None:
+        if RunBudget.objects.filter(run_id=run_id, limit_usd__isnull=False).exists():
+            raise UserError(f"no price for {model}; set FLOWOPS_MODEL_PRICES")
+        worst = Cost(ZERO, worst.tokens)
     usd = Value(worst.usd)
     tokens = Value(worst.tokens)
     fits_usd = Q(limit_usd__isnull=True) | Q(

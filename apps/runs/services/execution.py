@@ -40,6 +40,7 @@ from flowops.domain.models import PipelineContext
 from flowops.exceptions import (
     NonDeterminismError,
     PipelineDefinitionError,
+    RunHalted,
     StepTimeout,
 )
 
@@ -252,7 +253,7 @@ def _call_with_retries(node_step: Step, step: StepRun, journal: DatabaseJournal,
     for retry in range(config.max_retries + 1):
         try:
             return _invoke(node_step, journal, data, context)
-        except (ClaimLost, NonDeterminismError):
+        except (ClaimLost, NonDeterminismError, RunHalted):
             raise
         except Exception:
             if retry >= config.max_retries:

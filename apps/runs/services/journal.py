@@ -15,16 +15,20 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django.db import close_old_connections, transaction
 from django.db.models.functions import Now
 
 from apps.runs.models import JournalEntry, StepRun
+from apps.runs.services import budget
 from flowops._codec import decode, digest, encode
-from flowops.exceptions import NonDeterminismError, RunStop
+from flowops._runtime import Metered
+from flowops.exceptions import NonDeterminismError, RunHalted, RunStop
 
 log = logging.getLogger("flowops.journal")
+ZERO = Decimal(0)
 
 
 class ClaimLost(RunStop):
@@ -109,6 +113,34 @@ class DatabaseJournal:
             fault_point("after_activity", name)
         return result
 
+    def metered(self, name: str, args: tuple, kwargs: dict, *, returns: Any,
+                attempts: Callable[[Meter], Metered]) -> Any:
+        """A model call (CONTRACTS.md §8): replayed like any journaled call; else
+        ``attempts`` makes it, reserving through the meter before each attempt, and its
+        usage is settled in the transaction that journals the result."""
+        seq, args_hash = self._next(name, args, kwargs)
+        recorded = _db(lambda: self._entries.get(seq))
+        if recorded is not None:
+            return self._replay(recorded, name, args_hash, returns)
+        done = attempts(Meter(self, name))
+        result = encode(done.result, returns)
+
+        def record() -> None:
+            with transaction.atomic():
+                self._write(seq, name, args_hash, False, JournalEntry.State.DONE, result=result)
+                actual = budget.Cost(done.usd or ZERO, done.tokens)
+                settled = budget.settle(reservation=done.reservation, actual=actual,
+                                        usage=done.usage, step_id=self.step_id)
+            if not settled:
+                raise RunHalted(f"run {self.run_id} halted: a call in {self.scope} used more "
+                                "than its reservation", run_id=self.run_id)
+
+        if done.reservation is not None:
+            _db(record)
+        else:
+            _db(self._write, seq, name, args_hash, False, JournalEntry.State.DONE, result=result)
+        return done.result
+
     # -- internals -----------------------------------------------------------------------
     def _next(self, name: str, args: tuple, kwargs: dict) -> tuple[int, str]:
         seq = self.seq
@@ -149,6 +181,34 @@ class DatabaseJournal:
         if not held:
             raise ClaimLost(f"step {self.scope!r} was taken over; attempt {self.attempt} stops",
                             run_id=self.run_id)
+
+
+class Meter:
+    """Reservations for the attempts of one model call, on the run's ledger."""
+
+    def __init__(self, journal: DatabaseJournal, call: str):
+        self._journal = journal
+        self._call = call
+
+    def reserve(self, *, model: str, usd: Decimal | None, tokens: int) -> Any:
+        """Hold a call's worst case; ``usd=None``: the model has no known price."""
+        j = self._journal
+        return _db(budget.reserve, run_id=j.run_id, step_key=j.scope, attempt=j.attempt,
+                   call=self._call, model=model, worst=budget.Cost(usd, tokens))
+
+    def release(self, reservation: Any) -> None:
+        _db(budget.release, reservation=reservation)
+
+    def settle_worst(self, reservation: Any) -> None:
+        """The provider may have billed it (a timeout, a dropped connection)."""
+
+        def settle() -> None:
+            with transaction.atomic():
+                budget.settle(reservation=reservation,
+                              actual=budget.Cost(reservation.usd, reservation.tokens),
+                              usage={"unknown": True}, step_id=self._journal.step_id)
+
+        _db(settle)
 
 
 def forget_reads(run_id: str, scope: str) -> None:
