@@ -14,4 +14,6 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 FLOWOPS_DRIVER = env("FLOWOPS_DRIVER", default="embedded")
 FLOWOPS_RECOVERY_INTERVAL = 2.0
+# No paid request by accident: providers may only call local fake servers.
+FLOWOPS_AI_ALLOWED_HOSTS = ["127.0.0.1", "localhost", "::1"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
