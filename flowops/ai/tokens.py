@@ -68,8 +68,8 @@ def count_prompt_tokens(model: str, messages: list[dict[str, Any]], *,
             total += sum(size(text) for text in _texts(value))
             if key == "name":
                 total += _PER_NAME
-    # As JSON, which is larger than OpenAI's own rendering of tools (109 against 68
-    # o200k tokens for the cookbook's weather tool), so errs on the side of a larger bound.
+    # As JSON, which is larger than OpenAI's own rendering of tools: 109 o200k tokens for
+    # the cookbook's weather tool, where the API billed 68. It errs towards a larger bound.
     for extra in (schema, tools):
         if extra:
             total += size(_json(extra))
@@ -78,7 +78,7 @@ def count_prompt_tokens(model: str, messages: list[dict[str, Any]], *,
 
 def prompt_bound(model: str, messages: list[dict[str, Any]], *,
                  schema: dict[str, Any] | None = None, tools: list[Any] | None = None) -> int:
-    """The most prompt tokens the provider can bill for this request; what a reservation uses.
+    """The worst-case prompt tokens of this request, which a budget reservation uses.
 
     ``ceil(count * 1.05)`` for a known encoding, the byte count (already an upper bound)
     otherwise::

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
@@ -24,6 +24,7 @@ from flowops.exceptions import RunHalted, UserError
 
 log = logging.getLogger("flowops.budget")
 ZERO = Decimal(0)
+CENT_MICRO = Decimal("0.00000001")  # the ledger's precision (8 decimals)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ def reserve(*, run_id: str, step_key: str, attempt: int, call: str, model: str,
         if RunBudget.objects.filter(run_id=run_id, limit_usd__isnull=False).exists():
             raise UserError(f"no price for {model}; set FLOWOPS_MODEL_PRICES")
         worst = Cost(ZERO, worst.tokens)
+    # The ledger keeps 8 decimals: a worst case rounds up, never down.
+    worst = Cost(worst.usd.quantize(CENT_MICRO, rounding=ROUND_CEILING), worst.tokens)
     usd = Value(worst.usd)
     tokens = Value(worst.tokens)
     fits_usd = Q(limit_usd__isnull=True) | Q(
@@ -112,6 +115,8 @@ def settle(*, reservation: Reservation, actual: Cost, usage: dict[str, Any] | No
 
     Returns False on an overrun (usage above the reservation), after halting the run.
     """
+    actual = Cost((actual.usd or ZERO).quantize(CENT_MICRO, rounding=ROUND_HALF_UP),
+                  actual.tokens)
     moved = Reservation.objects.filter(id=reservation.id, state=Reservation.State.RESERVED
                                        ).update(state=Reservation.State.SETTLED,
                                                 settled_usd=actual.usd,
