@@ -1,0 +1,44 @@
+"""Pytest fixtures for the fake OpenAI server.
+
+Make them available to a test directory by importing them in its ``conftest.py``::
+
+    from tests.fakes.fixtures import fake_openai, fake_openai_process  # noqa: F401
+
+(or, for the whole suite, ``pytest_plugins = ["tests.fakes.fixtures"]`` in the root
+``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.openai_server import (
+    FakeOpenAIProcess,
+    FakeOpenAIServer,
+    start_fake_openai_process,
+)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAIServer]:
+    """An in-process fake OpenAI server on 127.0.0.1:<free port>, stopped after the test.
+    Other processes (e.g. Celery workers) can call its ``base_url`` too while the test runs."""
+    server = FakeOpenAIServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_openai_process(tmp_path: Path) -> Iterator[FakeOpenAIProcess]:
+    """A fake OpenAI server in its own process (``python -m tests.fakes.openai_server``),
+    driven over HTTP; its state file is ``tmp_path / "fake_openai.json"``."""
+    handle = start_fake_openai_process(tmp_path / "fake_openai.json")
+    try:
+        yield handle
+    finally:
+        handle.stop()
