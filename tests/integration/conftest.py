@@ -282,6 +282,7 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "FLOWOPS_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),  # this checkout's code, whatever the venv has installed
     })
     env.update(extra or {})
     return env
