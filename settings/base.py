@@ -93,6 +93,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": FLOWOPS_MAX_STEP_SECOND
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": FLOWOPS_MAX_STEP_SECONDS + 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup otherwise closes the database connection around every task, and a
+# new PostgreSQL connection per step cost more than the step itself (benchmarks/RESULTS.md:
+# 30 -> 19 ms per chain link).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BEAT_SCHEDULE = {
     "flowops-recover-stuck-runs": {
         "task": "flowops.recover_stuck",
