@@ -174,7 +174,10 @@ def run_resume(*, run_id: str, limits: UsageLimits | None = None) -> Run:
     if run.status == Status.HALTED and budget_exhausted(run_id) is not None:
         raise ApplicationError(f"run {run_id} halted on its budget; resume it with a higher "
                                "limit (--budget-usd / --budget-tokens)")
-    settle_orphans(run_id=run_id)
+    if _live_step(run) is None:
+        # Nothing runs: reservations still held belong to dead attempts (they may have
+        # been billed) and settle at their worst case. A live call keeps its own.
+        settle_orphans(run_id=run_id)
     if not _redispatch(run, reset_failed=True):
         raise ApplicationError(f"run {run_id} was resumed by someone else just now")
     run.refresh_from_db()
