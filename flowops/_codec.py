@@ -53,11 +53,15 @@ def validate_input(data: Any, annotation: Any, *, what: str) -> Any:
     try:
         return decode(data, annotation)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InputValidationError(f"{what} does not fit {_type_name(annotation)}: {problems}"
-                                   ) from None
+        raise InputValidationError(
+            f"{what} does not fit {_type_name(annotation)}: {describe_errors(exc, root='input')}"
+        ) from None
+
+
+def describe_errors(exc: ValidationError, *, root: str = "") -> str:
+    """pydantic's errors in one line, each naming its field: ``qty: Field required; ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}"
+                     for e in exc.errors())
 
 
 def canonical_json(value: Any) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from flowops._codec import describe_errors
 from flowops.exceptions import PipelineDefinitionError
 
 # Characters that structure a step key; a step name may not contain them.
@@ -33,9 +34,7 @@ class _Definition(BaseModel):
 def _problems(kind: str, data: dict[str, Any], exc: ValidationError) -> str:
     name = data.get("name")
     where = f"{kind} {name!r}" if name else kind
-    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                        for e in exc.errors())
-    return f"{where}: {details}"
+    return f"{where}: {describe_errors(exc)}"
 
 
 class StepConfig(_Definition):

@@ -14,7 +14,8 @@ from django.db import connection
 from pydantic import ValidationError
 
 from apps.runs.models import Run
-from apps.runs.selectors import run_document, run_progress, run_spend_total
+from apps.runs.selectors import run_document, run_progress
+from apps.runs.services.budget import spend_of
 from flowops.usage import UsageLimits
 
 EXIT_CODES = {
@@ -91,7 +92,7 @@ class Progress:
         try:
             while not self._stop.is_set():
                 done, total = run_progress(self.run_id)
-                spend = run_spend_total(self.run_id)
+                spend = spend_of(self.run_id)
                 self.stream.write(f"[{self.run_id}] {done}/{total} steps done, "
                                   f"spent ${spend['usd']:.4f} ({spend['tokens']} tokens)\n")
                 self.stream.flush()

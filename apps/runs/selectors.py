@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q
 
 from apps.runs.models import JournalEntry, Run, StepRun
 
 
 def run_steps(run: Run) -> list[StepRun]:
     return list(StepRun.objects.filter(run=run).order_by("id"))
-
-
-def run_spend_total(run_id: str) -> dict[str, Any]:
-    totals = StepRun.objects.filter(run_id=run_id).aggregate(usd=Sum("cost_usd"),
-                                                             tokens=Sum("tokens"))
-    return {"usd": float(totals["usd"] or Decimal(0)), "tokens": int(totals["tokens"] or 0)}
 
 
 def run_spend(run: Run) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flowops._codec import describe_errors
 from flowops.exceptions import UserError
 
 if TYPE_CHECKING:
@@ -136,9 +137,7 @@ def _override(model: str, prices: Any) -> ModelPrice:
     try:
         entry = _PriceOverride(**prices)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        raise UserError(f"{PRICES_ENV}[{model!r}]: {problems}") from None
+        raise UserError(f"{PRICES_ENV}[{model!r}]: {describe_errors(exc)}") from None
     cached = entry.input if entry.cached_input is None else entry.cached_input
     return ModelPrice(input=entry.input, cached_input=cached, output=entry.output)
 

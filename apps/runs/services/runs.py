@@ -30,7 +30,7 @@ from apps.runs.services.journal import forget_reads
 from apps.runs.services.liveness import heartbeat_timeout, is_alive
 from apps.workflows.models import WorkflowVersion
 from apps.workflows.services import LoadedWorkflow
-from flowops._codec import decode, encode, validate_input
+from flowops._codec import decode, describe_errors, encode, validate_input
 from flowops._plan import Chain
 from flowops.exceptions import InputValidationError
 from flowops.usage import UsageLimits
@@ -68,9 +68,8 @@ def _validate_context(loaded: LoadedWorkflow, data: dict[str, Any], input: Any) 
     try:
         return model.model_validate(data).model_dump(mode="json")
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        raise InputValidationError(f"context does not fit {model.__name__}: {problems}") from None
+        raise InputValidationError(
+            f"context does not fit {model.__name__}: {describe_errors(exc)}") from None
 
 
 def run_start(run: Run) -> None:
@@ -115,8 +114,7 @@ def run_approve(*, run_id: str, input: Any = None) -> Run:
     try:
         value = encode(decode(input, schema), schema)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = describe_errors(exc, root="input")
         raise ApplicationError(
             f"approval input does not fit {getattr(schema, '__name__', schema)}: {problems}",
             {"errors": exc.errors(include_url=False)}) from None
