@@ -7,6 +7,7 @@ nodes carry the stable keys that runs are checkpointed by (CONTRACTS.md §3).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
@@ -97,7 +98,7 @@ class Step(_Definition):
     def takes_context(self) -> bool:
         if self._func is None:
             return False
-        return "context" in inspect.signature(self._func).parameters
+        return "context" in _signature(self._func).parameters
 
     @property
     def is_async(self) -> bool:
@@ -109,7 +110,7 @@ class Step(_Definition):
         if self._func is None:
             return getattr(self.agent, "input_type", Any)
         hints = _type_hints(self._func)
-        params = [p for p in inspect.signature(self._func).parameters.values()
+        params = [p for p in _signature(self._func).parameters.values()
                   if p.name != "context"]
         if not params:
             return type(None)
@@ -322,6 +323,13 @@ def step(func: Callable[..., Any] | None = None, *, name: str | None = None,
     return wrap(func) if func is not None else wrap
 
 
+# Both are asked for on every step a worker runs; a function's answer never changes.
+@functools.cache
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+@functools.cache
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)

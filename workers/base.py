@@ -24,11 +24,12 @@ import logging
 from celery import Task
 from celery.exceptions import Ignore
 
-from apps.runs.services import execution
+from apps.runs.services import execution, steps_sql
 from apps.runs.services.budget import budget_exhausted, describe, halt
 from apps.runs.services.execution import Action
 from apps.runs.services.journal import ClaimLost
 from apps.runs.services.liveness import heartbeats
+from apps.runs.services.steps_sql import Head
 from flowops.telemetry import step_span
 
 log = logging.getLogger("flowops.tasks")
@@ -51,11 +52,16 @@ class FlowOpsTask(Task):
             return super().__call__(*args, **kwargs)
         run_id, key = args
         with step_span(run_id, key, self.task_kind):
-            self.before_step(run_id, key)
-            return self._gated(run_id, key)
+            head = steps_sql.read_head(run_id)
+            if head is None:
+                log.info("ignore %s %s/%s: unknown run", self.name, run_id, key)
+                raise Ignore()
+            self.before_step(head, key)
+            return self._gated(head, key)
 
-    def _gated(self, run_id: str, key: str):
-        gate = execution.gate(run_id=run_id, key=key, task=self.task_kind)
+    def _gated(self, head: Head, key: str):
+        run_id = head.run.id
+        gate = execution.gate(run_id=run_id, key=key, task=self.task_kind, head=head)
         if gate.action is Action.IGNORE:
             log.info("ignore %s %s/%s: %s", self.name, run_id, key, gate.reason)
             raise Ignore()
@@ -77,8 +83,15 @@ class FlowOpsTask(Task):
         finally:
             heartbeats.untrack(gate.step.id)
 
-    def before_step(self, run_id: str, key: str) -> None:
-        """The budget pre-check: a step of a run whose limit is reached never starts."""
+    def before_step(self, head: Head, key: str) -> None:
+        """The budget pre-check: a step of a run whose limit is reached never starts.
+
+        ``head`` carries the check's answer from the task's first query; the ledger is
+        read again only when a limit looks reached.
+        """
+        if not head.budget_spent:
+            return
+        run_id = head.run.id
         budget = budget_exhausted(run_id)
         if budget is not None:
             halt(run_id=run_id, step_key=key,

@@ -16,6 +16,7 @@ from django.db import connection
 
 from apps.runs.models import Run
 from apps.runs.services import runs as run_services
+from apps.runs.services.execution import close_thread_loop
 from flowops._plan import Call, Chain, Fork
 
 SUCCESS = "SUCCESS"
@@ -68,6 +69,7 @@ def _branch(run_id: str, branch: Chain) -> bool:
         return _run(run_id, deque([branch]))
     finally:
         connection.close()  # each pool thread has its own connection
+        close_thread_loop()
 
 
 class Dispatcher:

@@ -138,11 +138,49 @@ def flaky(x: int) -> int:
 pipeline = first >> flaky
 '''
 
+# Every combinator on SQLite: map items of every JSON type are read one by one.
+COMBINATORS = '''
+from flowops import Step, step
+
+
+@step
+def items(text: str) -> list:
+    return [{"w": text}, "x", 3, 1.5, None, True, [1, 2]]
+
+
+@step
+def show(item) -> str:
+    return repr(item)
+
+
+@step
+def count(shown: list) -> int:
+    return len(shown)
+
+
+@step
+def inc(x: int) -> int:
+    return x + 1
+
+
+@step
+def first(both: dict) -> int:
+    return both["a"]
+
+
+pipeline = (items >> Step.map_over("each", show) >> count
+            >> Step.parallel("fan", {"a": inc, "b": inc}) >> first >> Step.branch_on(
+                "pick", lambda out, ctx: "big" if out > 5 else "small",
+                {"big": inc, "small": inc >> inc})
+            >> Step.loop_until("grow", inc, lambda out, ctx: out >= 12))
+'''
+
 # case: (script source, other script source or None, invocations). In the arguments,
 # {script} and {other} are the case's script paths and {run_id} is "run-<case>".
 CASES = {
     "hello": (None, None, [["examples/hello.py", "--input", "FlowOps"]]),
     "plain": (DOUBLE, None, [["{script}", "--input", "56"]]),
+    "combinators": (COMBINATORS, None, [["{script}", "--input", "hi", "--json"]]),
     "json": (DOUBLE, None, [["{script}", "--input", "56", "--json"]]),
     "failing": (FAILING, None, [["{script}", "--input-json", "3", "--json"]]),
     "paused": (PAUSING, None, [["{script}", "--input", "text"]]),
@@ -220,6 +258,19 @@ def test_hello_example_greets(cli):
     [done] = cli["hello"]
 
     assert (done.code, done.out) == (0, "Hello, FlowOps!\n")
+
+
+def test_every_combinator_runs_on_sqlite(cli):
+    [done] = cli["combinators"]
+
+    assert done.code == 0, done.err
+    steps = {s["key"]: s for s in done.document["steps"]}
+    assert steps["each"]["output"] == ["{'w': 'hi'}", "'x'", "3", "1.5", "None", "True",
+                                       "[1, 2]"]
+    assert steps["fan"]["output"] == {"a": 8, "b": 8}
+    assert steps["pick@choice"]["output"] == "big"
+    assert done.document["output"] == 12
+    assert "grow[2]/inc" in steps
 
 
 def test_a_succeeding_run_prints_its_output_and_exits_0(cli):
