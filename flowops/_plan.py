@@ -62,6 +62,7 @@ class Fork:
     branches: tuple[Chain, ...]
     join: Call
     max_concurrency: int | None = None
+    positions: tuple[int, ...] = ()  # each branch's place among all of the fork's branches
 
 
 @dataclass(eq=False)
@@ -105,6 +106,8 @@ class RowSpec:
     key: str
     name: str
     kind: str
+    branches: int | None = None  # a parallel's join: its branch count
+    sent: int | None = None  # a parallel's join with max_concurrency: branches sent first
 
 
 _SEGMENT = re.compile(r"^(?P<name>[^\[\]@/]+)(?:\[(?P<index>\d+)\])?$")
@@ -177,7 +180,10 @@ class Plan:
         """The StepRun rows that exist as soon as a scope is entered."""
         for node in seq.nodes:
             key = prefix + node.name
-            yield RowSpec(key, node.name, node.kind)
+            if node.kind == "parallel":
+                yield self.fork_row(key, node, len(node.children))
+            else:
+                yield RowSpec(key, node.name, node.kind)
             if node.kind == "parallel":
                 for branch, child in node.children.items():
                     yield from self.rows_for_scope(child, f"{key}/{branch}/")
@@ -186,6 +192,12 @@ class Plan:
                 yield RowSpec(f"{key}@{tag}", node.name, "decision")
             elif node.kind == "loop":
                 yield from self.loop_iteration_rows(Ref(node, prefix), 0)
+
+    @staticmethod
+    def fork_row(key: str, node: Node, branches: int) -> RowSpec:
+        limit = node.step.max_concurrency
+        sent = min(limit, branches) if limit else None
+        return RowSpec(key, node.name, node.kind, branches=branches, sent=sent)
 
     def loop_iteration_rows(self, loop: Ref, iteration: int) -> Iterator[RowSpec]:
         yield from self.rows_for_scope(loop.node.children["[]"], f"{loop.key}[{iteration}]/")
@@ -289,17 +301,11 @@ class Plan:
             return None
         if node.is_leaf:
             return Call("step", key)
-        if node.kind == "parallel":
-            branches = [self._seq_frontier(seq, f"{key}/{b}/", status, decisions)
-                        for b, seq in node.children.items()]
-            return _fork(branches, Call("join", key), node.step.max_concurrency)
-        if node.kind == "map":
-            items = decisions.get(f"{key}@items")
-            if status.get(f"{key}@items") not in DONE:
+        if node.kind == "parallel" or node.kind == "map":
+            if node.kind == "map" and status.get(f"{key}@items") not in DONE:
                 return Call("decide", f"{key}@items")
-            body = node.children["[]"]
-            branches = [self._seq_frontier(body, f"{key}[{i}]/", status, decisions)
-                        for i in range(len(items or []))]
+            branches = [self.branch_frontier(ref, i, status, decisions)
+                        for i in range(self.branch_count(ref, decisions))]
             return _fork(branches, Call("join", key), node.step.max_concurrency)
         if node.kind == "branch":
             if status.get(f"{key}@choice") not in DONE:
@@ -308,6 +314,59 @@ class Plan:
             rest = self._seq_frontier(node.children[choice], f"{key}/{choice}/", status, decisions)
             return Chain((*rest.parts, Call("join", key)))
         return self._loop_frontier(ref, status, decisions)
+
+    def branch_count(self, fork: Ref, decisions: Mapping[str, Any]) -> int:
+        if fork.node.kind == "parallel":
+            return len(fork.node.children)
+        return len(decisions.get(f"{fork.key}@items") or [])
+
+    def branch_prefix(self, fork: Ref, position: int) -> str:
+        if fork.node.kind == "parallel":
+            return f"{fork.key}/{list(fork.node.children)[position]}/"
+        return f"{fork.key}[{position}]/"
+
+    def branch_frontier(self, fork: Ref, position: int, status: Mapping[str, str],
+                        decisions: Mapping[str, Any]) -> Chain:
+        """What is left of one branch (a parallel's by its place, a map's item)."""
+        if fork.node.kind == "parallel":
+            seq = list(fork.node.children.values())[position]
+        else:
+            seq = fork.node.children["[]"]
+        return self._seq_frontier(seq, self.branch_prefix(fork, position), status, decisions)
+
+    # -- continuations (the Celery driver) -------------------------------------------
+    def arrival(self, key: str) -> tuple[Ref, int] | None:
+        """The fork and branch place whose branch ends when node instance ``key`` is done."""
+        ref, tag = self.locate(key)
+        if tag or ref.node.index != len(ref.node.seq.nodes) - 1:
+            return None
+        owner, how = self.owner_of(ref)
+        if owner is None or owner.node.kind not in ("parallel", "map"):
+            return None
+        if owner.node.kind == "parallel":
+            return owner, list(owner.node.children).index(how)
+        return owner, int(how)
+
+    def after(self, key: str, status: Mapping[str, str],
+              decisions: Mapping[str, Any]) -> Chain | None:
+        """What follows node instance ``key`` (a step or a join) once it is done.
+
+        ``None`` at the end of a fork's branch: the branch's arrival decides what follows.
+        """
+        ref, _ = self.locate(key)
+        seq = ref.node.seq
+        rest = Seq(seq.nodes[ref.node.index + 1:], seq.owner, seq.scope)
+        parts = self._seq_frontier(rest, ref.prefix, status, decisions).parts
+        if parts:
+            return Chain(parts)
+        owner, how = self.owner_of(ref)
+        if owner is None:
+            return Chain((Call("finish", ""),))
+        if owner.node.kind in ("parallel", "map"):
+            return None
+        if owner.node.kind == "branch":
+            return Chain((Call("join", owner.key),))
+        return Chain((Call("decide", f"{owner.key}[{how}]@exit"),))
 
     def _loop_frontier(self, ref: Ref, status, decisions) -> Any:
         key, body = ref.key, ref.node.children["[]"]
@@ -355,10 +414,10 @@ def _describe(seq: Seq, prefix: str, depth: int) -> Iterator[tuple[int, str, str
 
 
 def _fork(branches: list[Chain], join: Call, max_concurrency: int | None) -> Any:
-    todo = tuple(b for b in branches if b.parts)
-    if not todo:
+    positions = tuple(i for i, b in enumerate(branches) if b.parts)
+    if not positions:
         return join
-    return Fork(todo, join, max_concurrency)
+    return Fork(tuple(branches[i] for i in positions), join, max_concurrency, positions)
 
 
 def _decision_tag(node: Node) -> str | None:

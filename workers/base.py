@@ -2,18 +2,21 @@
 
 Contract of a step task ``(run_id, key)``, in order, before its body runs:
 
+The run's status and budget come from one query (``steps_sql.read_head``).
+
 0. ``before_step``, the budget pre-check: a run whose limit is reached halts -> ``Ignore``;
 1. the run is not running (halted, cancelled, failed, paused, finished) -> ``Ignore``;
 2. the step is claimed with one conditional UPDATE that increments ``attempt`` (the
    fencing token); a dead owner's step is taken over the same way;
 3. already succeeded and its continuation started -> ``Ignore`` (a pure duplicate);
    succeeded but the continuation never started -> the body sees ``Action.RESEND`` and
-   returns without running again, so Celery sends the continuation;
+   returns without running again, so the continuation is sent (by Celery within a
+   chain, by the task at a chain's end);
 4. running and alive elsewhere -> ``Ignore``; attempts exhausted -> the step and the run
    fail with "worker lost N times in step x", and the task ends with ``Ignore``.
 
 A stop for any of these is ``Ignore``, never a plain failure, which would fail the
-surrounding chain or chord. A step whose own code fails is recorded as failed, the run
+surrounding chain. A step whose own code fails is recorded as failed, the run
 with it, and then the task fails so Celery stops the chain.
 """
 

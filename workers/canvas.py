@@ -1,13 +1,19 @@
 """Compile a plan's frontier (``flowops._plan`` Chain / Fork / Call) into Celery canvas.
 
-Sequences become ``chain``s of immutable signatures, forks become ``chord``s whose body is
-the join task; only ``(run_id, key)`` travels (CONTRACTS.md §5). A fork with
-``max_concurrency`` runs its branches in batches of that size, each batch a chord.
+Sequences become ``chain``s of immutable signatures and forks become ``group``s; only
+``(run_id, key)`` travels (CONTRACTS.md §5). A chain stops after its first fork or
+decision: what follows them is sent, once they are done, by the task that finishes them
+(``execution.continuation``): the last branch to arrive sends the join, a decision sends
+its expansion, the end of a chain sends the rest of its scope. Why not chords: a chord
+costs a result write and a counter round trip in Redis per branch, which held a map of
+trivial items to 45 % of a plain group's throughput (benchmarks/RESULTS.md); the
+branch count in the join's row is written anyway, in the branch's checkpoint transaction.
+A fork with ``max_concurrency`` sends that many branches; each arrival sends the next.
 """
 
 from __future__ import annotations
 
-from celery import chain, chord, group
+from celery import chain, group
 from celery.canvas import Signature
 
 from flowops._plan import Call, Chain, Fork
@@ -21,7 +27,11 @@ def to_signature(run_id: str, part) -> Signature:
             return executor.finish_task.si(run_id)
         return executor.TASKS[part.task].si(run_id, part.key)
     if isinstance(part, Chain):
-        links = [to_signature(run_id, p) for p in part.parts]
+        links = []
+        for p in part.parts:
+            links.append(to_signature(run_id, p))
+            if isinstance(p, Fork) or (isinstance(p, Call) and p.task == "decide"):
+                break
         return links[0] if len(links) == 1 else chain(*links)
     if isinstance(part, Fork):
         return _fork(run_id, part)
@@ -29,13 +39,11 @@ def to_signature(run_id: str, part) -> Signature:
 
 
 def _fork(run_id: str, fork: Fork) -> Signature:
-    from workers import executor
+    branches = fork.branches[:fork.max_concurrency] if fork.max_concurrency else fork.branches
+    sigs = [to_signature(run_id, b) for b in branches]
+    return sigs[0] if len(sigs) == 1 else group(sigs)
 
-    branches = [to_signature(run_id, b) for b in fork.branches]
-    join = to_signature(run_id, fork.join)
-    size = fork.max_concurrency or len(branches)
-    if size >= len(branches):
-        return chord(group(branches), join)
-    batches = [branches[i:i + size] for i in range(0, len(branches), size)]
-    links = [chord(group(batch), executor.barrier_task.si()) for batch in batches]
-    return chain(*links, join)
+
+def send(run_id: str, parts: list) -> None:
+    for part in parts:
+        to_signature(run_id, part).apply_async()

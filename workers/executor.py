@@ -1,4 +1,8 @@
-"""Step tasks: they receive ids, and the services do the work (DESIGN.md, Executor)."""
+"""Step tasks: they receive ids, and the services do the work (DESIGN.md, Executor).
+
+On Celery, a task that ends its chain sends what follows it (``execution.continuation``,
+workers/canvas.py says why); the embedded driver walks the frontier itself.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,25 @@ from celery.exceptions import Ignore
 from apps.runs.services import execution
 from apps.runs.services.execution import Action, Gate
 from workers.base import StepTaskFailed
-from workers.canvas import to_signature
+from workers.canvas import send, to_signature
 from workers.celery import app
 
 
-@app.task(bind=True, name="flowops.step", step_task=True, task_kind="step")
+@app.task(bind=True, name="flowops.step", step_task=True, task_kind="step", ignore_result=True)
 def step_task(self, run_id: str, key: str, gate: Gate) -> None:
-    if gate.action is Action.RESEND:
-        return None
-    outcome = execution.step_execute(gate)
-    if outcome == "paused":
-        raise Ignore()  # the chain stops here; approval dispatches what follows
-    if outcome == "failed":
-        raise StepTaskFailed(f"step {key} of run {run_id} failed")
-    return None
+    if gate.action is not Action.RESEND:
+        outcome = execution.step_execute(gate)
+        if outcome == "paused":
+            raise Ignore()  # the chain stops here; approval dispatches what follows
+        if outcome == "failed":
+            raise StepTaskFailed(f"step {key} of run {run_id} failed")
+        if outcome == "continue":
+            _end_item(self, gate)
+    _continue(self, gate)
 
 
-@app.task(bind=True, name="flowops.decide", step_task=True, task_kind="decide")
+@app.task(bind=True, name="flowops.decide", step_task=True, task_kind="decide",
+          ignore_result=True)
 def decide_task(self, run_id: str, key: str, gate: Gate):
     if gate.action is Action.RESEND:
         rest = execution.decision_rest(gate)
@@ -31,30 +37,44 @@ def decide_task(self, run_id: str, key: str, gate: Gate):
         outcome, rest = execution.decide_execute(gate)
         if outcome == "failed":
             raise StepTaskFailed(f"decision {key} of run {run_id} failed")
+        if outcome == "continue":
+            _end_item(self, gate)
     if rest is None:
         return None
     if self.request.is_eager:
-        return rest  # the embedded driver runs it; eager Celery cannot replace (§5)
-    raise self.replace(to_signature(run_id, rest))
-
-
-@app.task(bind=True, name="flowops.join", step_task=True, task_kind="join")
-def join_task(self, run_id: str, key: str, gate: Gate) -> None:
-    if gate.action is Action.RESEND:
-        return None
-    execution.join_execute(gate)
+        return rest  # the embedded driver runs it (§5)
+    # Sent rather than ``replace``d: a chain ends at a decision, so there is no chain to
+    # inherit, and ``replace`` would turn a group into a chord.
+    to_signature(run_id, rest).apply_async()
     return None
 
 
-@app.task(name="flowops.finish_run")
+@app.task(bind=True, name="flowops.join", step_task=True, task_kind="join", ignore_result=True)
+def join_task(self, run_id: str, key: str, gate: Gate) -> None:
+    if gate.action is not Action.RESEND:
+        execution.join_execute(gate)
+    _continue(self, gate)
+
+
+def _end_item(task, gate: Gate) -> None:
+    """A tolerated failure ended its map item: the rest of the item's chain is skipped."""
+    if task.request.is_eager:
+        return
+    send(gate.run.id, execution.continuation(gate))
+    raise Ignore()
+
+
+def _continue(task, gate: Gate) -> None:
+    """At the end of its chain, send what follows (Celery sends the chain's next link)."""
+    if task.request.is_eager or task.request.chain:
+        return
+    send(gate.run.id, execution.continuation(gate))
+
+
+@app.task(name="flowops.finish_run", ignore_result=True)
 def finish_task(run_id: str) -> None:
     if not execution.run_finish(run_id):
         raise Ignore()
-
-
-@app.task(name="flowops.barrier")
-def barrier_task() -> None:
-    """Ends one batch of a fork with ``max_concurrency``."""
 
 
 TASKS = {"step": step_task, "decide": decide_task, "join": join_task}

@@ -90,6 +90,12 @@ class StepRun(models.Model):
     continued = models.BooleanField(default=False,
                                     help_text="The task after it was started.")
     cache_hit = models.BooleanField(default=False)
+    # On the join row of a parallel or map: how many branches it has, how many have not
+    # arrived yet (the branch that brings it to 0 sends the join), and how many were
+    # sent so far (with max_concurrency, each arrival sends the next).
+    branches = models.PositiveIntegerField(null=True, blank=True)
+    branches_open = models.IntegerField(null=True, blank=True)
+    branches_sent = models.PositiveIntegerField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     tokens = models.PositiveBigIntegerField(default=0)
 

@@ -61,7 +61,7 @@ def test_frontier_skips_completed_nodes():
     frontier = plan.frontier({"parse": "succeeded", "fan/d/double": "succeeded"}, {})
 
     assert frontier == Chain((
-        Fork((Chain((Call("step", "fan/i/inc"),)),), Call("join", "fan")),
+        Fork((Chain((Call("step", "fan/i/inc"),)),), Call("join", "fan"), positions=(1,)),
         Call("step", "double"),
         Call("finish", ""),
     ))
@@ -221,9 +221,9 @@ def test_frontier_after_a_partial_map_holds_only_unfinished_items():
         Fork((Chain((
             Fork((Chain((Call("step", "grow[0]/each[1]/fan/d/double"),)),
                   Chain((Call("step", "grow[0]/each[1]/fan/i/inc#2"),))),
-                 Call("join", "grow[0]/each[1]/fan")),
+                 Call("join", "grow[0]/each[1]/fan"), positions=(0, 1)),
             Call("step", "grow[0]/each[1]/double"),
-        )),), Call("join", "grow[0]/each")),
+        )),), Call("join", "grow[0]/each"), positions=(1,)),
         Call("decide", "grow[0]@exit"),
         Call("decide", "sign@choice"),
         Call("step", "double"),
@@ -242,7 +242,8 @@ def test_frontier_follows_the_chosen_branch_and_later_loop_iterations():
                  "sign@choice": "a"}
 
     assert plan.frontier(status, decisions) == Chain((
-        Fork((Chain((Call("step", "sign/a/p2/x/inc"),)),), Call("join", "sign/a/p2")),
+        Fork((Chain((Call("step", "sign/a/p2/x/inc"),)),), Call("join", "sign/a/p2"),
+             positions=(0,)),
         Call("join", "sign"),
         Call("step", "double"),
         Call("finish", ""),
@@ -273,7 +274,7 @@ def test_frontier_counts_skipped_as_done_and_keeps_max_concurrency():
 
     assert frontier == Chain((
         Fork((Chain((Call("step", "fan/b/inc"),)), Chain((Call("step", "fan/c/double"),))),
-             Call("join", "fan"), max_concurrency=2),
+             Call("join", "fan"), max_concurrency=2, positions=(1, 2)),
         Call("finish", ""),
     ))
 
@@ -292,3 +293,34 @@ def test_first_step_and_empty_pipelines():
     assert Plan(double).first_step is double
     with pytest.raises(PipelineDefinitionError, match="a pipeline needs at least one step"):
         Plan(Pipeline(steps=[]))
+
+
+def test_after_a_node_comes_the_rest_of_its_scope_then_its_composite():
+    plan = _nested_plan()
+    done = "succeeded"
+    status = {"parse": done, "grow[0]/each@items": done, "grow[0]/each": done}
+
+    # the rest of the scope, from the frontier of what is not done (the canvas cuts it
+    # at the first decision)
+    assert plan.after("parse", {"parse": done}, {}) == Chain((
+        Call("decide", "grow[0]/each@items"), Call("decide", "grow[0]@exit"),
+        Call("decide", "sign@choice"), Call("step", "double")))
+    # a loop body's end: its exit test; a branch's end: its join; the root's end: finish
+    assert plan.after("grow[0]/each", status, {}) == Chain((
+        Call("decide", "grow[0]@exit"),))
+    assert plan.after("sign/a/p2", {}, {}) == Chain((Call("join", "sign"),))
+    assert plan.after("double", {}, {}) == Chain((Call("finish", ""),))
+    # the end of a fork's branch: its arrival decides
+    assert plan.after("grow[0]/each[3]/double", {}, {}) is None
+
+
+def test_arrival_names_the_fork_and_branch_place_a_node_ends():
+    plan = _nested_plan()
+
+    assert [(ref.key, place) for ref, place in [
+        plan.arrival("grow[0]/each[3]/double"), plan.arrival("grow[0]/each[3]/fan/i/inc#2"),
+        plan.arrival("sign/a/p2/x/inc")]] == [
+        ("grow[0]/each", 3), ("grow[0]/each[3]/fan", 1), ("sign/a/p2", 0)]
+    assert plan.arrival("grow[0]/each[3]/fan/i/inc") is None  # not the branch's last
+    assert plan.arrival("grow[0]/each@items") is None  # decisions never end a branch
+    assert plan.arrival("parse") is None

@@ -646,11 +646,6 @@ pipeline = Step.parallel("fan", {"a": slow, "b": review >> after}) >> combine
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: the approval's fresh chord contains the still-running `fan/a/slow`, whose "
-    "message meets 'running elsewhere' -> Ignore, which a chord never counts; the old "
-    "chord lost the paused branch the same way, so the join never fires (only recovery "
-    "after FLOWOPS_STEP_HEARTBEAT_TIMEOUT would finish the run)"))
 def test_approval_while_a_sibling_branch_still_runs_completes_the_join(worker, effects,
                                                                        write_flow):
     # given a parallel whose branch b paused for approval while branch a still runs
@@ -668,3 +663,52 @@ def test_approval_while_a_sibling_branch_still_runs_completes_the_join(worker, e
     run = wait_for_run(run.id, timeout=5)
     assert (run.status, run.output) == ("succeeded", "6/approved=True"), describe(run.id)
     assert effects.counts() == {"slow:start": 1, "slow:done": 1, "after": 1, "combine": 1}
+
+
+THROTTLED = """
+import time
+
+
+@step
+def split(n: int) -> list[int]:
+    return list(range(n))
+
+
+@step
+def nap(x: int) -> int:
+    record(f"start:{x}")
+    time.sleep(0.2)
+    if x == 3 and seen("start:3") == 1:
+        raise RuntimeError("item 3 fails once")
+    return x * 10
+
+
+pipeline = split >> Step.map_over("each", nap, max_concurrency=2)
+"""
+
+
+def _overlap(run) -> int:
+    """The most item steps that ran at the same time."""
+    spans = [(s.started_at, s.finished_at) for s in run.steps.filter(
+        key__endswith="/nap", started_at__isnull=False, finished_at__isnull=False)]
+    return max(sum(1 for s, f in spans if s <= start < f) for start, _ in spans)
+
+
+def test_max_concurrency_sends_the_next_branch_as_each_one_ends_also_after_a_resume(
+        start_worker, effects, write_flow):
+    # given a worker with room for 4 tasks and a map limited to 2 items at a time
+    start_worker(concurrency=4)
+    path = write_flow(THROTTLED)
+
+    # when item 3 fails once, and the run is resumed
+    failed = run_on_worker(path, 8)
+    assert (failed.status, failed.error["step_key"]) == ("failed", "each[3]/nap")
+    assert _overlap(failed) <= 2
+    run_services.run_resume(run_id=failed.id)
+    run = wait_for_run(failed.id)
+
+    # then it finishes, never more than 2 items at once, each item done once
+    assert (run.status, run.output) == ("succeeded", [x * 10 for x in range(8)]), describe(run.id)
+    assert _overlap(run) <= 2
+    assert effects.count("start:3") == 2
+    assert all(effects.count(f"start:{x}") == 1 for x in range(8) if x != 3)

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from apps.runs.services.steps_sql import Head
 from apps.workflows.models import WorkflowVersion
 from apps.workflows.services import LoadedWorkflow, load_version
 from flowops._codec import decode, digest, encode
-from flowops._plan import DONE, Plan, Ref
+from flowops._plan import DONE, Call, Plan, Ref, RowSpec
 from flowops._runtime import _current
 from flowops._steps import DEFAULT_BRANCH, Step, _signature
 from flowops.domain.models import PipelineContext
@@ -63,6 +64,15 @@ class Gate:
     step: StepRun | None = None
     loaded: LoadedWorkflow | None = None
     reason: str = ""
+    arrival: Arrival | None = None  # set when finishing this step ended a fork's branch
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A fork branch that ended: how many of the fork's branches are still open."""
+
+    fork: Ref
+    open: int
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -101,7 +111,7 @@ def gate(*, run_id: str, key: str, task: str, head: Head | None = None) -> Gate:
     if task == "join":
         ready, state = _join_ready(run, loaded.plan, key)
         if not ready:
-            # A duplicate chord completion fired the join early; recovery completes it.
+            # Sent early (a redelivered branch end); the last branch to arrive sends it again.
             return Gate(Action.IGNORE, run=run, reason=f"join {key} not ready")
     predecessors = loaded.plan.predecessors(key, state)
     step = steps_sql.claim(run.id, key, current_owner(), predecessors)
@@ -169,9 +179,14 @@ def subtree_q(key: str) -> Q:
 
 
 def subtree_state(run_id: str, key: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
-    """Statuses of a node's rows (the whole run when ``key`` is None), and decision outputs."""
+    """Statuses of a node's rows (the whole run when ``key`` is None), and decision outputs.
+
+    A ``key`` ending in ``/`` names a branch (``fan/a/``, ``each[3]/``): its rows only.
+    """
     rows = StepRun.objects.filter(run_id=run_id)
-    if key is not None:
+    if key is not None and key.endswith("/"):
+        rows = rows.filter(key__startswith=key)
+    elif key is not None:
         rows = rows.filter(subtree_q(key))
     status, decisions = {}, {}
     for k, st, kind, output in rows.values_list("key", "status", "kind", "output"):
@@ -217,10 +232,11 @@ def step_execute(gate: Gate) -> str:
     except ClaimLost:
         raise
     except Exception as exc:
-        return step_fail(run, step, loaded, exc)
+        return step_fail(run, step, loaded, exc, gate)
     context_after = context.model_dump(mode="json") if context is not None else context_json
-    checkpoint(step, output=output_json, context=context_after,
-               duration_ms=(time.monotonic() - started) * 1000, cache_hit=cache_hit)
+    gate.arrival = checkpoint(step, output=output_json, context=context_after,
+                              duration_ms=(time.monotonic() - started) * 1000,
+                              cache_hit=cache_hit, plan=loaded.plan)
     return "done"
 
 
@@ -377,42 +393,60 @@ def _cache_store(cache_key: str, node_step: Step, output: Any) -> None:
 
 
 def checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: float | None = None,
-               cache_hit: bool = False) -> None:
-    """Record a node's result; only the attempt that holds the claim may."""
-    written = steps_sql.write_checkpoint(step, output=output, context=context,
-                                         duration_ms=duration_ms, cache_hit=cache_hit)
-    if not written:
-        raise ClaimLost(f"step {step.key} was taken over; its result is discarded")
+               cache_hit: bool = False, plan: Plan | None = None) -> Arrival | None:
+    """Record a node's result; only the attempt that holds the claim may.
+
+    With ``plan``, a node that ends a fork's branch also counts its arrival, in the same
+    transaction, and returns it.
+    """
+    ends = plan.arrival(step.key) if plan is not None else None
+    with transaction.atomic():
+        written = steps_sql.write_checkpoint(step, output=output, context=context,
+                                             duration_ms=duration_ms, cache_hit=cache_hit)
+        if not written:
+            raise ClaimLost(f"step {step.key} was taken over; its result is discarded")
+        arrival = _arrive(step.run_id, ends[0]) if ends is not None else None
     from apps.runs.services.journal import fault_point
 
     # After the commit, also when a decision's checkpoint sits in a larger transaction.
     transaction.on_commit(lambda: fault_point("after_checkpoint", step.key))
+    return arrival
 
 
-def step_fail(run: Run, step: StepRun, loaded: LoadedWorkflow, exc: BaseException) -> str:
+def _arrive(run_id: str, fork: Ref) -> Arrival:
+    return Arrival(fork, steps_sql.arrive(run_id, fork.key))
+
+
+def step_fail(run: Run, step: StepRun, loaded: LoadedWorkflow, exc: BaseException,
+              gate: Gate | None = None) -> str:
     """Record a failure. A map item with ``on_item_failure="none"`` fails alone."""
     error = {"type": type(exc).__name__, "message": str(exc),
              "traceback": "".join(traceback.format_exception(exc))}
-    item_prefix = _tolerant_item_prefix(loaded.plan, step.key)
-    if item_prefix is None:
+    item = _tolerant_item(loaded.plan, step.key)
+    if item is None:
         _fail(run, step, error)
         return "failed"
+    fork, index = item
     with transaction.atomic():
         StepRun.objects.filter(id=step.id, attempt=step.attempt).update(
             status=Status.FAILED, error=error, finished_at=Now())
-        StepRun.objects.filter(run_id=run.id, key__startswith=item_prefix,
+        StepRun.objects.filter(run_id=run.id, key__startswith=f"{fork.key}[{index}]/",
                                status=Status.PENDING).update(status=Status.SKIPPED)
+        arrival = _arrive(run.id, fork)  # the item's branch ends here
+    if gate is not None:
+        gate.arrival = arrival
     return "continue"
 
 
-def _tolerant_item_prefix(plan: Plan, key: str) -> str | None:
+def _tolerant_item(plan: Plan, key: str) -> tuple[Ref, str] | None:
+    """The map and item index when ``key`` sits in an item of an ``on_item_failure="none"`` map."""
     ref, _ = plan.locate(key)
     while True:
         owner, how = plan.owner_of(ref)
         if owner is None:
             return None
         if owner.node.kind == "map" and owner.node.step.on_item_failure == "none":
-            return f"{owner.key}[{how}]/"
+            return owner, how
         ref = owner
 
 
@@ -456,13 +490,21 @@ def decide_execute(gate: Gate) -> tuple[str, Any]:
     except ClaimLost:
         raise
     except Exception as exc:
-        return step_fail(run, step, loaded, exc), None
+        return step_fail(run, step, loaded, exc, gate), None
     with transaction.atomic():
         checkpoint(step, output=output, context=context_json)
-        StepRun.objects.bulk_create(
-            [StepRun(run_id=run.id, key=r.key, name=r.name, kind=r.kind) for r in rows],
-            ignore_conflicts=True)
+        StepRun.objects.bulk_create(new_rows(run.id, rows), ignore_conflicts=True)
+        if tag == "items":
+            spec = plan.fork_row(ref.key, ref.node, len(output))
+            StepRun.objects.filter(run_id=run.id, key=ref.key).update(
+                branches=spec.branches, branches_open=spec.branches, branches_sent=spec.sent)
     return "done", decision_rest(gate)
+
+
+def new_rows(run_id: str, specs: Iterable[RowSpec]) -> list[StepRun]:
+    """StepRun rows for a plan's row specs (a fork's join starts with all branches open)."""
+    return [StepRun(run_id=run_id, key=r.key, name=r.name, kind=r.kind, branches=r.branches,
+                    branches_open=r.branches, branches_sent=r.sent) for r in specs]
 
 
 def decision_rest(gate: Gate) -> Any:
@@ -569,7 +611,7 @@ def join_execute(gate: Gate) -> str:
         last = _row(run.id, plan.last_of_scope(node.children["[]"],
                                                f"{ref.key}[{iteration}]/").key)
         output, context = last.output, last.context
-    checkpoint(step, output=output, context=context)
+    gate.arrival = checkpoint(step, output=output, context=context, plan=plan)
     return "done"
 
 
@@ -616,6 +658,48 @@ def _apply_changes(merged: dict, base: dict, after: dict) -> None:
                 merged[field].pop(gone, None)
         else:
             merged[field] = value
+
+
+# -- continuations (the Celery driver) ----------------------------------------------------
+def continuation(gate: Gate) -> list[Any]:
+    """What a task at the end of its Celery chain sends next, as frontier parts.
+
+    Canvas chains stop after a fork or a decision (workers/canvas.py); what follows is read
+    from the plan here, once the node before it is done: the rest of its scope, its
+    composite's join or exit test, the run's finish; at the end of a fork's branch, the
+    join when this branch was the last to arrive, and the next branch of a fork with
+    ``max_concurrency``.
+    """
+    plan, run_id, key = gate.loaded.plan, gate.run.id, gate.step.key
+    ends = plan.arrival(key)
+    if ends is None:
+        status, decisions = subtree_state(run_id)
+        rest = plan.after(key, status, decisions)
+        return [rest] if rest is not None else []
+    fork, _ = ends
+    if gate.arrival is None:  # a redelivery: the arrival was counted before
+        return [Call("join", fork.key)] if _join_waits(run_id, fork.key) else []
+    parts: list[Any] = [Call("join", fork.key)] if gate.arrival.open <= 0 else []
+    if fork.node.step.max_concurrency:
+        nxt = _next_branch(run_id, plan, fork)
+        if nxt is not None:
+            parts.append(nxt)
+    return parts
+
+
+def _join_waits(run_id: str, key: str) -> bool:
+    return StepRun.objects.filter(run_id=run_id, key=key, status=Status.PENDING,
+                                  branches_open__lte=0).exists()
+
+
+def _next_branch(run_id: str, plan: Plan, fork: Ref) -> Any | None:
+    """The next unsent branch that still has work (after a resume some are done)."""
+    while (position := steps_sql.release(run_id, fork.key)) is not None:
+        status, decisions = subtree_state(run_id, plan.branch_prefix(fork, position))
+        branch = plan.branch_frontier(fork, position, status, decisions)
+        if branch.parts:
+            return branch
+    return None
 
 
 # -- the end -----------------------------------------------------------------------------

@@ -25,7 +25,12 @@ from apps.runs.services.budget import (
     budget_raise_limit,
     settle_orphans,
 )
-from apps.runs.services.execution import context_model_of, loaded_for, subtree_state
+from apps.runs.services.execution import (
+    context_model_of,
+    loaded_for,
+    new_rows,
+    subtree_state,
+)
 from apps.runs.services.journal import forget_reads
 from apps.runs.services.liveness import heartbeat_timeout, is_alive
 from apps.workflows.models import WorkflowVersion
@@ -52,8 +57,7 @@ def run_create(*, version: WorkflowVersion, loaded: LoadedWorkflow, input: Any =
         run = Run.objects.create(
             id=run_id or None, version=version, driver=driver or settings.FLOWOPS_DRIVER,
             input=encode(value, annotation), initial_context=context)
-        StepRun.objects.bulk_create(
-            [StepRun(run=run, key=r.key, name=r.name, kind=r.kind) for r in rows])
+        StepRun.objects.bulk_create(new_rows(run.id, rows))
         budget_create(run=run, limit_usd=limits.total_cost_usd_limit if limits else None,
                       limit_tokens=limits.total_tokens_limit if limits else None)
     return run

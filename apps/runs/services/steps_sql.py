@@ -108,6 +108,29 @@ def write_checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: f
         return cursor.rowcount == 1
 
 
+def arrive(run_id: str, fork_key: str) -> int:
+    """Count one branch of a fork as arrived; returns how many are still open.
+
+    The row lock serialises arrivals, so exactly one branch sees 0.
+    """
+    sql = (f"UPDATE {STEP} SET branches_open = branches_open - 1 WHERE run_id = %s AND "
+           f"key = %s RETURNING branches_open")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [run_id, fork_key])
+        row = cursor.fetchone()
+    return 0 if row is None or row[0] is None else row[0]
+
+
+def release(run_id: str, fork_key: str) -> int | None:
+    """Take the next unsent branch of a fork with max_concurrency: its place, or None."""
+    sql = (f"UPDATE {STEP} SET branches_sent = branches_sent + 1 WHERE run_id = %s AND "
+           f"key = %s AND branches_sent < branches RETURNING branches_sent")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [run_id, fork_key])
+        row = cursor.fetchone()
+    return None if row is None else row[0] - 1
+
+
 def _partial(model: type, **values: Any) -> Any:
     """A model instance with these fields loaded; the others load on first access."""
     names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
