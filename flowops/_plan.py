@@ -239,7 +239,7 @@ class Plan:
         return Ref(seq.nodes[-1], prefix)
 
     def predecessors(self, key: str, state: Mapping[str, Any] | None = None) -> list[str]:
-        """The task keys whose completion sent this task (for ``continued``).
+        """The task keys whose completion sent this task (a join waits for all of them).
 
         ``state`` maps decision keys to their outputs where a join needs them.
         """

@@ -1,8 +1,8 @@
 """The base class of every FlowOps task (CONTRACTS.md §6).
 
-Contract of a step task ``(run_id, key)``, in order, before its body runs:
-
-The run's status and budget come from one query (``steps_sql.read_head``).
+Contract of a step task ``(run_id, key)`` before its body runs. Usually one statement
+does all of it: the claim of a pending step that holds only while the run is running
+within its limits (``execution.fast_gate``). Otherwise, in order:
 
 0. ``before_step``, the budget pre-check: a run whose limit is reached halts -> ``Ignore``;
 1. the run is not running (halted, cancelled, failed, paused, finished) -> ``Ignore``;
@@ -29,7 +29,7 @@ from celery.exceptions import Ignore
 
 from apps.runs.services import execution, steps_sql
 from apps.runs.services.budget import budget_exhausted, describe, halt
-from apps.runs.services.execution import Action
+from apps.runs.services.execution import Action, Gate
 from apps.runs.services.journal import ClaimLost
 from apps.runs.services.liveness import heartbeats
 from apps.runs.services.steps_sql import Head
@@ -55,16 +55,20 @@ class FlowOpsTask(Task):
             return super().__call__(*args, **kwargs)
         run_id, key = args
         with step_span(run_id, key, self.task_kind):
-            head = steps_sql.read_head(run_id)
-            if head is None:
-                log.info("ignore %s %s/%s: unknown run", self.name, run_id, key)
-                raise Ignore()
-            self.before_step(head, key)
-            return self._gated(head, key)
+            gate = execution.fast_gate(run_id=run_id, key=key, task=self.task_kind)
+            if gate is None:
+                gate = self._checked_gate(run_id, key)
+            return self._gated(gate, run_id, key)
 
-    def _gated(self, head: Head, key: str):
-        run_id = head.run.id
-        gate = execution.gate(run_id=run_id, key=key, task=self.task_kind, head=head)
+    def _checked_gate(self, run_id: str, key: str) -> Gate:
+        head = steps_sql.read_head(run_id)
+        if head is None:
+            log.info("ignore %s %s/%s: unknown run", self.name, run_id, key)
+            raise Ignore()
+        self.before_step(head, key)
+        return execution.gate(run_id=run_id, key=key, task=self.task_kind, head=head)
+
+    def _gated(self, gate: Gate, run_id: str, key: str):
         if gate.action is Action.IGNORE:
             log.info("ignore %s %s/%s: %s", self.name, run_id, key, gate.reason)
             raise Ignore()

@@ -121,7 +121,7 @@ class StepRunAdmin(StepErrorColumns, ReadOnlyAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["run_link", "key", "name", "kind", "status"]}),
         ("Attempts", {"fields": ["attempt", "retries", "lost", "owner_host", "owner_pid",
-                                 "owner_started", "heartbeat_at", "continued"]}),
+                                 "owner_started", "heartbeat_at"]}),
         ("Timing and spend", {"fields": ["started_at", "finished_at", "duration_ms",
                                          "cache_hit", "cost_usd", "tokens"]}),
         ("Result", {"fields": ["output_pretty", "context_pretty"]}),

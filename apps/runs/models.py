@@ -87,8 +87,6 @@ class StepRun(models.Model):
     output = models.JSONField(null=True, blank=True)
     context = models.JSONField(null=True, blank=True, help_text="The run context after this node.")
     error = models.JSONField(null=True, blank=True)
-    continued = models.BooleanField(default=False,
-                                    help_text="The task after it was started.")
     cache_hit = models.BooleanField(default=False)
     # On the join row of a parallel or map: how many branches it has, how many have not
     # arrived yet (the branch that brings it to 0 sends the join), and how many were

@@ -46,7 +46,7 @@ def run_embedded(settings, path: Path, *, input: Any = None) -> Run:
 def describe(run_id: str) -> str:
     run = Run.objects.get(pk=run_id)
     steps = "\n".join(f"  {s.key}: {s.status} attempt={s.attempt} lost={s.lost} "
-                      f"continued={s.continued} output={s.output!r} error={s.error!r}"
+                      f"output={s.output!r} error={s.error!r}"
                       for s in StepRun.objects.filter(run_id=run_id).order_by("id"))
     return f"run {run.id} is {run.status} (error={run.error!r})\n{steps}"
 

@@ -350,7 +350,6 @@ def test_death_right_after_a_checkpoint_resends_the_continuation_without_rerunni
     assert (run.status, run.output) == ("succeeded", 6), describe(run.id)
     assert effects.counts() == {"first": 1, "double:1": 1, "double:2": 1, "total": 1}
     assert (step_row(run, key).attempt, step_row(run, key).lost) == (1, 0)
-    assert all(s.continued for s in run.steps.all()), describe(run.id)
 
 
 def _running_run_never_dispatched(path) -> Run:

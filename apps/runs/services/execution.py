@@ -36,7 +36,7 @@ from apps.runs.services.steps_sql import Head
 from apps.workflows.models import WorkflowVersion
 from apps.workflows.services import LoadedWorkflow, load_version
 from flowops._codec import decode, digest, encode
-from flowops._plan import DONE, Call, Plan, Ref, RowSpec
+from flowops._plan import DONE, Call, Chain, Plan, Ref, RowSpec
 from flowops._runtime import _current
 from flowops._steps import DEFAULT_BRANCH, Step, _signature
 from flowops.domain.models import PipelineContext
@@ -95,6 +95,25 @@ def context_model_of(loaded: LoadedWorkflow) -> type[PipelineContext]:
 
 
 # -- the gate: pre-checks and claim ------------------------------------------------------
+# A run's version never changes (CONTRACTS.md §4); knowing it lets a step claim its row
+# in one statement without reading the run first.
+_run_versions: dict[str, int] = {}
+_RUN_VERSIONS_KEPT = 10_000
+
+
+def fast_gate(*, run_id: str, key: str, task: str) -> Gate | None:
+    """The common case in one statement: the run is running within its limits and the
+    step is pending. None when this cannot tell (the caller then takes ``gate``)."""
+    version_id = _run_versions.get(run_id)
+    if version_id is None or task == "join":
+        return None
+    step = steps_sql.claim(run_id, key, current_owner())
+    if step is None:
+        return None
+    run = steps_sql.partial(Run, id=run_id, status=Run.Status.RUNNING, version_id=version_id)
+    return Gate(Action.RUN, run=run, step=step, loaded=loaded_for(run))
+
+
 def gate(*, run_id: str, key: str, task: str, head: Head | None = None) -> Gate:
     """Decide what a delivered task does; claim its step when it should run.
 
@@ -104,38 +123,65 @@ def gate(*, run_id: str, key: str, task: str, head: Head | None = None) -> Gate:
     if head is None:
         return Gate(Action.IGNORE, reason=f"unknown run {run_id}")
     run = head.run
+    if len(_run_versions) >= _RUN_VERSIONS_KEPT:
+        _run_versions.clear()
+    _run_versions[run.id] = run.version_id
     if run.status != Run.Status.RUNNING:
         return Gate(Action.IGNORE, run=run, reason=f"run is {run.status}")
     loaded = loaded_for(run)
-    state: dict[str, Any] = {}
-    if task == "join":
-        ready, state = _join_ready(run, loaded.plan, key)
-        if not ready:
-            # Sent early (a redelivered branch end); the last branch to arrive sends it again.
-            return Gate(Action.IGNORE, run=run, reason=f"join {key} not ready")
-    predecessors = loaded.plan.predecessors(key, state)
-    step = steps_sql.claim(run.id, key, current_owner(), predecessors)
+    if task == "join" and not _join_ready(run, loaded.plan, key):
+        # Sent early (a redelivered branch end); the last branch to arrive sends it again.
+        return Gate(Action.IGNORE, run=run, reason=f"join {key} not ready")
+    step = steps_sql.claim(run.id, key, current_owner())
     if step is not None:
         return Gate(Action.RUN, run=run, step=step, loaded=loaded)
-    return _not_pending(run, loaded, key, predecessors)
+    return _not_pending(run, loaded, key)
 
 
-def _not_pending(run: Run, loaded: LoadedWorkflow, key: str, predecessors: list[str]) -> Gate:
+def _not_pending(run: Run, loaded: LoadedWorkflow, key: str) -> Gate:
     step = StepRun.objects.filter(run_id=run.id, key=key).first()
     if step is None:
         return Gate(Action.IGNORE, run=run, reason=f"no step {key}")
     if step.status in DONE:
-        action = Action.IGNORE if step.continued else Action.RESEND
+        action = Action.IGNORE if _continued(run, loaded.plan, key) else Action.RESEND
         return Gate(action, run=run, step=step, loaded=loaded, reason="already done")
     if step.status != Status.RUNNING:
         return Gate(Action.IGNORE, run=run, step=step, reason=f"step is {step.status}")
     if is_alive(step):
         return Gate(Action.IGNORE, run=run, step=step, reason="running elsewhere")
-    return _take_over(run, loaded, step, predecessors)
+    return _take_over(run, loaded, step)
 
 
-def _take_over(run: Run, loaded: LoadedWorkflow, step: StepRun,
-               predecessors: list[str]) -> Gate:
+def _continued(run: Run, plan: Plan, key: str) -> bool:
+    """Whether the work after a done node has started, so a redelivery ends quietly.
+
+    Read from the rows when a redelivery asks, not recorded on every claim: the node's
+    successor has left ``pending`` (at a branch's end: its join was sent or is not due).
+    """
+    ends = plan.arrival(key)
+    if ends is not None:
+        return not _join_waits(run.id, ends[0].key)
+    status, decisions = subtree_state(run.id)
+    ref, tag = plan.locate(key)
+    nxt = plan.node_frontier(ref, status, decisions) if tag else plan.after(key, status,
+                                                                             decisions)
+    first = _first_calls(nxt)
+    if any(call.task == "finish" for call in first):
+        return False  # the run is still running, so its finish was not done
+    return not first or any(status.get(call.key) != Status.PENDING for call in first)
+
+
+def _first_calls(part: Any) -> list[Call]:
+    if part is None:
+        return []
+    if isinstance(part, Call):
+        return [part]
+    if isinstance(part, Chain):
+        return _first_calls(part.parts[0]) if part.parts else []
+    return [call for branch in part.branches for call in _first_calls(branch)]
+
+
+def _take_over(run: Run, loaded: LoadedWorkflow, step: StepRun) -> Gate:
     losses = step.lost + 1  # the owner found dead just now counts
     if losses >= settings.FLOWOPS_MAX_STEP_ATTEMPTS:
         message = f"worker lost {losses} times in step {step.key}"
@@ -143,25 +189,17 @@ def _take_over(run: Run, loaded: LoadedWorkflow, step: StepRun,
               fence=False)
         return Gate(Action.IGNORE, run=run, step=step, reason=message)
     owner = current_owner()
-    claim = {"status": Status.RUNNING, "attempt": F("attempt") + 1, "owner_host": owner.host,
-             "owner_pid": owner.pid, "owner_started": owner.started, "started_at": Now(),
-             "heartbeat_at": Now(), "finished_at": None}
-    with transaction.atomic():
-        won = StepRun.objects.filter(id=step.id, status=Status.RUNNING,
-                                     attempt=step.attempt).update(lost=F("lost") + 1, **claim)
-        if not won:
-            return Gate(Action.IGNORE, run=run, step=step, reason="taken over by another")
-        _mark_continued(run.id, predecessors)
+    won = StepRun.objects.filter(id=step.id, status=Status.RUNNING, attempt=step.attempt).update(
+        lost=F("lost") + 1, status=Status.RUNNING, attempt=F("attempt") + 1,
+        owner_host=owner.host, owner_pid=owner.pid, owner_started=owner.started,
+        started_at=Now(), heartbeat_at=Now(), finished_at=None)
+    if not won:
+        return Gate(Action.IGNORE, run=run, step=step, reason="taken over by another")
     # The dead attempt's calls may have been billed: settle them at their worst case.
     settle_orphans(run_id=run.id, step_key=step.key, before_attempt=step.attempt + 1)
     step.refresh_from_db()
     log.warning("run %s: took over step %s (attempt %s)", run.id, step.key, step.attempt)
     return Gate(Action.RUN, run=run, step=step, loaded=loaded)
-
-
-def _mark_continued(run_id: str, keys: list[str]) -> None:
-    if keys:
-        StepRun.objects.filter(run_id=run_id, key__in=keys, continued=False).update(continued=True)
 
 
 # -- reading checkpoints -----------------------------------------------------------------
@@ -400,12 +438,12 @@ def checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: float |
     transaction, and returns it.
     """
     ends = plan.arrival(step.key) if plan is not None else None
-    with transaction.atomic():
-        written = steps_sql.write_checkpoint(step, output=output, context=context,
-                                             duration_ms=duration_ms, cache_hit=cache_hit)
-        if not written:
-            raise ClaimLost(f"step {step.key} was taken over; its result is discarded")
-        arrival = _arrive(step.run_id, ends[0]) if ends is not None else None
+    written, open_ = steps_sql.write_checkpoint(
+        step, output=output, context=context, duration_ms=duration_ms, cache_hit=cache_hit,
+        fork_key=ends[0].key if ends is not None else None)
+    if not written:
+        raise ClaimLost(f"step {step.key} was taken over; its result is discarded")
+    arrival = Arrival(ends[0], open_) if ends is not None else None
     from apps.runs.services.journal import fault_point
 
     # After the commit, also when a decision's checkpoint sits in a larger transaction.
@@ -570,18 +608,18 @@ def _decide_exit(run: Run, plan: Plan, ref: Ref, iteration: int, loaded: LoadedW
 
 
 # -- joins -------------------------------------------------------------------------------
-def _join_ready(run: Run, plan: Plan, key: str) -> tuple[bool, dict[str, Any]]:
+def _join_ready(run: Run, plan: Plan, key: str) -> bool:
     ref, _ = plan.locate(key)
     status, decisions = subtree_state(run.id, key)
     state = dict(decisions)
     if ref.node.kind == "loop":
         iteration = _exit_iteration(key, decisions)
         if iteration is None:
-            return False, state
+            return False
         state[f"{key}@last"] = iteration
     needed = plan.predecessors(key, state)
     ready = all(status.get(k) in DONE or status.get(k) == Status.FAILED for k in needed)
-    return ready and bool(needed), state
+    return ready and bool(needed)
 
 
 def _exit_iteration(loop_key: str, decisions: dict[str, Any]) -> int | None:
@@ -713,8 +751,6 @@ def run_finish(run_id: str) -> bool:
     row = StepRun.objects.filter(run_id=run_id, key=last.key).first()
     if row is None or row.status not in DONE:
         return False
-    with transaction.atomic():
-        done = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
-            status=Run.Status.SUCCEEDED, output=row.output, finished_at=Now())
-        _mark_continued(run_id, [last.key])
+    done = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
+        status=Run.Status.SUCCEEDED, output=row.output, finished_at=Now())
     return bool(done)

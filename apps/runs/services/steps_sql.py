@@ -35,19 +35,21 @@ class Head:
     budget_spent: bool  # a limit is reached (the ORM re-checks before halting)
 
 
+# A limit is reached: no call could fit (the ORM re-checks before halting a run).
+_SPENT = ("((b.limit_usd IS NOT NULL AND b.spent_usd >= b.limit_usd) OR "
+          "(b.limit_tokens IS NOT NULL AND b.spent_tokens >= b.limit_tokens))")
+
+
 def read_head(run_id: str) -> Head | None:
-    sql = (f"SELECT r.status, r.version_id, CASE WHEN "
-           f"(b.limit_usd IS NOT NULL AND b.spent_usd >= b.limit_usd) OR "
-           f"(b.limit_tokens IS NOT NULL AND b.spent_tokens >= b.limit_tokens) "
-           f"THEN 1 ELSE 0 END FROM {RUN} r LEFT JOIN {BUDGET} b ON b.run_id = r.id "
-           f"WHERE r.id = %s")
+    sql = (f"SELECT r.status, r.version_id, CASE WHEN {_SPENT} THEN 1 ELSE 0 END "
+           f"FROM {RUN} r LEFT JOIN {BUDGET} b ON b.run_id = r.id WHERE r.id = %s")
     with connection.cursor() as cursor:
         cursor.execute(sql, [run_id])
         row = cursor.fetchone()
     if row is None:
         return None
     status, version_id, spent = row
-    run = _partial(Run, id=run_id, status=status, version_id=version_id)
+    run = partial(Run, id=run_id, status=status, version_id=version_id)
     return Head(run=run, budget_spent=bool(spent))
 
 
@@ -59,28 +61,27 @@ def _now() -> str:
     return "STATEMENT_TIMESTAMP()"
 
 
-def claim(run_id: str, key: str, owner: Owner, predecessors: list[str]) -> StepRun | None:
-    """Claim a pending step (the fencing attempt + 1) and mark what sent it as continued.
+def claim(run_id: str, key: str, owner: Owner) -> StepRun | None:
+    """Claim a pending step of a running run within its limits: the attempt + 1 (the
+    fencing token) and this process as owner, in one statement (one commit).
 
-    Returns the claimed step, or None when the row was not pending.
+    Returns the claimed step, or None when any of that did not hold.
     """
     now = _now()
     sql = (f"UPDATE {STEP} SET status = 'running', attempt = attempt + 1, owner_host = %s, "
            f"owner_pid = %s, owner_started = %s, started_at = {now}, heartbeat_at = {now}, "
            f"finished_at = NULL WHERE run_id = %s AND key = %s AND status = 'pending' "
+           f"AND EXISTS (SELECT 1 FROM {RUN} r LEFT JOIN {BUDGET} b ON b.run_id = r.id "
+           f"WHERE r.id = %s AND r.status = 'running' AND NOT {_SPENT}) "
            f"RETURNING id, attempt, lost")
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, [owner.host, owner.pid, owner.started, run_id, key])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [owner.host, owner.pid, owner.started, run_id, key, run_id])
         row = cursor.fetchone()
-        if row is None:
-            return None
-        if predecessors:
-            marks = ", ".join(["%s"] * len(predecessors))
-            cursor.execute(f"UPDATE {STEP} SET continued = TRUE WHERE run_id = %s AND "
-                           f"key IN ({marks}) AND continued = FALSE", [run_id, *predecessors])
+    if row is None:
+        return None
     step_id, attempt, lost = row
-    return _partial(StepRun, id=step_id, run_id=run_id, key=key, status=StepRun.Status.RUNNING,
-                    attempt=attempt, lost=lost)
+    return partial(StepRun, id=step_id, run_id=run_id, key=key, status=StepRun.Status.RUNNING,
+                   attempt=attempt, lost=lost)
 
 
 def read_checkpoint(run_id: str, key: str, item: int | None = None) -> tuple[Any, Any]:
@@ -97,15 +98,41 @@ def read_checkpoint(run_id: str, key: str, item: int | None = None) -> tuple[Any
 
 
 def write_checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: float | None,
-                     cache_hit: bool) -> bool:
-    """Mark the step succeeded with its result if this attempt still holds the claim."""
+                     cache_hit: bool, fork_key: str | None = None) -> tuple[bool, int | None]:
+    """Mark the step succeeded with its result if this attempt still holds the claim.
+
+    With ``fork_key`` (the step ends a branch of that fork) the branch's arrival is
+    counted in the same transaction. Returns (written, branches still open).
+    """
     sql = (f"UPDATE {STEP} SET status = 'succeeded', output = %s, context = %s, "
            f"finished_at = {_now()}, duration_ms = %s, cache_hit = %s, error = NULL "
            f"WHERE id = %s AND attempt = %s AND status = 'running'")
+    params = [_dump(output), _dump(context), duration_ms, cache_hit, step.id, step.attempt]
+    if fork_key is None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount == 1, None
+    if connection.vendor == "postgresql":
+        return _checkpoint_and_arrive(sql, params, step.run_id, fork_key)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if cursor.rowcount != 1:
+                return False, None
+        return True, arrive(step.run_id, fork_key)
+
+
+def _checkpoint_and_arrive(checkpoint_sql: str, params: list, run_id: str,
+                           fork_key: str) -> tuple[bool, int | None]:
+    # One statement, so one round trip and one commit (a network database pays for each).
+    sql = (f"WITH done AS ({checkpoint_sql} RETURNING id), arrived AS ("
+           f"UPDATE {STEP} SET branches_open = branches_open - 1 WHERE run_id = %s "
+           f"AND key = %s AND EXISTS (SELECT 1 FROM done) RETURNING branches_open) "
+           f"SELECT (SELECT count(*) FROM done), (SELECT branches_open FROM arrived)")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_dump(output), _dump(context), duration_ms, cache_hit, step.id,
-                             step.attempt])
-        return cursor.rowcount == 1
+        cursor.execute(sql, [*params, run_id, fork_key])
+        written, open_ = cursor.fetchone()
+    return written == 1, (0 if open_ is None else open_)
 
 
 def arrive(run_id: str, fork_key: str) -> int:
@@ -131,7 +158,7 @@ def release(run_id: str, fork_key: str) -> int | None:
     return None if row is None else row[0] - 1
 
 
-def _partial(model: type, **values: Any) -> Any:
+def partial(model: type, **values: Any) -> Any:
     """A model instance with these fields loaded; the others load on first access."""
     names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
     return model.from_db(connection.alias, names, [values[n] for n in names])
