@@ -65,6 +65,7 @@ class Gate:
     loaded: LoadedWorkflow | None = None
     reason: str = ""
     arrival: Arrival | None = None  # set when finishing this step ended a fork's branch
+    input: tuple[Any, Any] | None = None  # (input, context) JSON, when the claim read it
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,13 @@ def fast_gate(*, run_id: str, key: str, task: str) -> Gate | None:
     version_id = _run_versions.get(run_id)
     if version_id is None or task == "join":
         return None
-    step = steps_sql.claim(run_id, key, current_owner())
+    run = steps_sql.partial(Run, id=run_id, status=Run.Status.RUNNING, version_id=version_id)
+    loaded = loaded_for(run)
+    source = input_source(loaded.plan, loaded.plan.locate(key)[0]) if task == "step" else None
+    step, fetched = steps_sql.claim(run_id, key, current_owner(), source)
     if step is None:
         return None
-    run = steps_sql.partial(Run, id=run_id, status=Run.Status.RUNNING, version_id=version_id)
-    return Gate(Action.RUN, run=run, step=step, loaded=loaded_for(run))
+    return Gate(Action.RUN, run=run, step=step, loaded=loaded, input=fetched)
 
 
 def gate(*, run_id: str, key: str, task: str, head: Head | None = None) -> Gate:
@@ -132,7 +135,7 @@ def gate(*, run_id: str, key: str, task: str, head: Head | None = None) -> Gate:
     if task == "join" and not _join_ready(run, loaded.plan, key):
         # Sent early (a redelivered branch end); the last branch to arrive sends it again.
         return Gate(Action.IGNORE, run=run, reason=f"join {key} not ready")
-    step = steps_sql.claim(run.id, key, current_owner())
+    step, _ = steps_sql.claim(run.id, key, current_owner())
     if step is not None:
         return Gate(Action.RUN, run=run, step=step, loaded=loaded)
     return _not_pending(run, loaded, key)
@@ -234,16 +237,25 @@ def subtree_state(run_id: str, key: str | None = None) -> tuple[dict[str, str], 
     return status, decisions
 
 
-def resolve_input(run: Run, plan: Plan, ref: Ref) -> tuple[Any, Any]:
-    """The (input, context) JSON a node instance starts from."""
+def input_source(plan: Plan, ref: Ref) -> tuple[str, int | None] | None:
+    """The row (and map item) a node instance's input is read from, in the common cases."""
     prev = plan.previous(ref)
     if prev is not None:
-        return steps_sql.read_checkpoint(run.id, prev.key)
+        return prev.key, None
+    owner, how = plan.owner_of(ref)
+    if owner is not None and owner.node.kind == "map":
+        return f"{owner.key}@items", int(how)
+    return None
+
+
+def resolve_input(run: Run, plan: Plan, ref: Ref) -> tuple[Any, Any]:
+    """The (input, context) JSON a node instance starts from."""
+    source = input_source(plan, ref)
+    if source is not None:
+        return steps_sql.read_checkpoint(run.id, source[0], item=source[1])
     owner, how = plan.owner_of(ref)
     if owner is None:
         return run.input, run.initial_context
-    if owner.node.kind == "map":
-        return steps_sql.read_checkpoint(run.id, f"{owner.key}@items", item=int(how))
     if owner.node.kind == "loop" and how != "0":
         decision = _row(run.id, f"{owner.key}[{int(how) - 1}]@exit")
         return decision.output["next_input"], decision.context
@@ -259,7 +271,7 @@ def step_execute(gate: Gate) -> str:
     if node_step.kind == "hitl":
         return _pause(run, step, node_step)
     started = time.monotonic()
-    data_json, context_json = resolve_input(run, loaded.plan, ref)
+    data_json, context_json = gate.input or resolve_input(run, loaded.plan, ref)
     try:
         data = decode(data_json, node_step.input_annotation())
         context = None

@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 
 from apps.runs.models import JournalEntry, StepRun
 from apps.runs.services import budget
+from apps.runs.services.liveness import current_owner
 from flowops._codec import decode, digest, encode
 from flowops._runtime import Metered
 from flowops.exceptions import NonDeterminismError, RunHalted, RunStop
@@ -176,8 +177,11 @@ class DatabaseJournal:
     def _fence(self) -> None:
         # Writing the heartbeat under the attempt number both proves the claim still holds
         # and serialises with a takeover (which changes the attempt).
+        # The owner too: a claim lost in a database crash repeats the attempt number.
+        owner = current_owner()
         held = StepRun.objects.filter(id=self.step_id, attempt=self.attempt,
-                                      status=StepRun.Status.RUNNING).update(heartbeat_at=Now())
+                                      status=StepRun.Status.RUNNING, owner_host=owner.host,
+                                      owner_pid=owner.pid).update(heartbeat_at=Now())
         if not held:
             raise ClaimLost(f"step {self.scope!r} was taken over; attempt {self.attempt} stops",
                             run_id=self.run_id)

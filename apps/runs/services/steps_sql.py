@@ -61,11 +61,18 @@ def _now() -> str:
     return "STATEMENT_TIMESTAMP()"
 
 
-def claim(run_id: str, key: str, owner: Owner) -> StepRun | None:
+def claim(run_id: str, key: str, owner: Owner,
+          source: tuple[str, int | None] | None = None) -> tuple[StepRun | None, Any]:
     """Claim a pending step of a running run within its limits: the attempt + 1 (the
-    fencing token) and this process as owner, in one statement (one commit).
+    fencing token) and this process as owner, in one statement.
 
-    Returns the claimed step, or None when any of that did not hold.
+    With ``source`` (the row, and map item, the step's input comes from) the same
+    statement returns that (output, context). Returns (the claimed step or None, input).
+
+    On PostgreSQL the claim's commit does not wait for the disk: the checkpoint (or any
+    journal entry) after it is synchronous and makes it durable too. Were the claim lost
+    in a database crash, the step would be claimed again with the same attempt number,
+    so checkpoints and journal entries check the owner process as well.
     """
     now = _now()
     sql = (f"UPDATE {STEP} SET status = 'running', attempt = attempt + 1, owner_host = %s, "
@@ -74,14 +81,26 @@ def claim(run_id: str, key: str, owner: Owner) -> StepRun | None:
            f"AND EXISTS (SELECT 1 FROM {RUN} r LEFT JOIN {BUDGET} b ON b.run_id = r.id "
            f"WHERE r.id = %s AND r.status = 'running' AND NOT {_SPENT}) "
            f"RETURNING id, attempt, lost")
+    params: list[Any] = [owner.host, owner.pid, owner.started, run_id, key, run_id]
+    if source is not None:
+        column = "output" if source[1] is None else "output -> %s"
+        sql += "".join(f", (SELECT {c} FROM {STEP} p WHERE p.run_id = %s AND p.key = %s)"
+                       for c in (column, "context"))
+        item = [] if source[1] is None else [source[1]]
+        params += [*item, run_id, source[0], run_id, source[0]]
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        sql = "SET LOCAL synchronous_commit TO OFF; " + sql
     with connection.cursor() as cursor:
-        cursor.execute(sql, [owner.host, owner.pid, owner.started, run_id, key, run_id])
+        cursor.execute(sql, params)
+        if postgres:
+            cursor.nextset()
         row = cursor.fetchone()
     if row is None:
-        return None
-    step_id, attempt, lost = row
-    return partial(StepRun, id=step_id, run_id=run_id, key=key, status=StepRun.Status.RUNNING,
-                   attempt=attempt, lost=lost)
+        return None, None
+    step = partial(StepRun, id=row[0], run_id=run_id, key=key, status=StepRun.Status.RUNNING,
+                   attempt=row[1], lost=row[2], owner_host=owner.host, owner_pid=owner.pid)
+    return step, ((_load(row[3]), _load(row[4])) if source is not None else None)
 
 
 def read_checkpoint(run_id: str, key: str, item: int | None = None) -> tuple[Any, Any]:
@@ -106,8 +125,10 @@ def write_checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: f
     """
     sql = (f"UPDATE {STEP} SET status = 'succeeded', output = %s, context = %s, "
            f"finished_at = {_now()}, duration_ms = %s, cache_hit = %s, error = NULL "
-           f"WHERE id = %s AND attempt = %s AND status = 'running'")
-    params = [_dump(output), _dump(context), duration_ms, cache_hit, step.id, step.attempt]
+           f"WHERE id = %s AND attempt = %s AND status = 'running' AND owner_host = %s "
+           f"AND owner_pid = %s")
+    params = [_dump(output), _dump(context), duration_ms, cache_hit, step.id, step.attempt,
+              step.owner_host, step.owner_pid]
     if fork_key is None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

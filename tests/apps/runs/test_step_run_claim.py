@@ -222,3 +222,31 @@ def test_a_stale_attempt_cannot_journal_an_effect(run):
 
     assert sent == []
     assert JournalEntry.objects.count() == 0
+
+
+def test_a_claim_lost_by_the_database_cannot_be_checkpointed_by_its_first_owner(run):
+    # given a claim the database lost (its commit does not wait for the disk), and the
+    # step claimed again by another process with the same attempt number
+    gate = execution.gate(run_id=run.id, key="parse", task="step")
+    StepRun.objects.filter(id=gate.step.id).update(owner_pid=dead_pid())
+
+    # then neither the first owner's journal entries nor its checkpoint are taken
+    journal = DatabaseJournal(run_id=run.id, scope="parse", step_id=gate.step.id,
+                              attempt=gate.step.attempt)
+    with pytest.raises(ClaimLost):
+        journal.call("read", lambda: 1, (), {}, effect=False, returns=int)
+    with pytest.raises(ClaimLost):
+        execution.checkpoint(gate.step, output=21, context={})
+    assert (row(run, "parse").status, row(run, "parse").output) == ("running", None)
+
+
+def test_the_fast_claim_reads_the_input_and_holds_only_while_the_run_runs(run, flow):
+    execution.gate(run_id=run.id, key="parse", task="step")  # learns the run's version
+    execution.checkpoint(row(run, "parse"), output=21, context={"n": 1})
+
+    fast = execution.fast_gate(run_id=run.id, key="double", task="step")
+
+    assert (fast.action, fast.step.key, fast.input) == (Action.RUN, "double", (21, {"n": 1}))
+    Run.objects.filter(pk=run.id).update(status=Run.Status.CANCELLED)
+    assert execution.fast_gate(run_id=run.id, key="fan/a/double", task="step") is None
+    assert row(run, "fan/a/double").status == "pending"
