@@ -26,6 +26,7 @@ import logging
 
 from celery import Task
 from celery.exceptions import Ignore
+from django.db import DatabaseError
 
 from apps.runs.services import execution, steps_sql
 from apps.runs.services.budget import budget_exhausted, describe, halt
@@ -55,9 +56,15 @@ class FlowOpsTask(Task):
             return super().__call__(*args, **kwargs)
         run_id, key = args
         with step_span(run_id, key, self.task_kind):
-            gate = execution.fast_gate(run_id=run_id, key=key, task=self.task_kind)
-            if gate is None:
-                gate = self._checked_gate(run_id, key)
+            try:
+                gate = execution.fast_gate(run_id=run_id, key=key, task=self.task_kind)
+                if gate is None:
+                    gate = self._checked_gate(run_id, key)
+            except (Ignore, DatabaseError):
+                raise  # the database may be briefly away: the message comes back
+            except Exception as exc:  # e.g. the script does not load on this worker
+                execution.run_fail(run_id, key, exc)
+                raise Ignore() from None
             return self._gated(gate, run_id, key)
 
     def _checked_gate(self, run_id: str, key: str) -> Gate:

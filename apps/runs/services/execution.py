@@ -500,6 +500,15 @@ def _tolerant_item(plan: Plan, key: str) -> tuple[Ref, str] | None:
         ref = owner
 
 
+def run_fail(run_id: str, key: str, exc: BaseException) -> None:
+    """Fail a running run for an error before its step could start (the step stays pending,
+    so a resume retries it once the cause is fixed)."""
+    log.error("run %s failed before step %s: %s", run_id, key, exc, exc_info=exc)
+    Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
+        status=Run.Status.FAILED, finished_at=Now(),
+        error={"step_key": key, "type": type(exc).__name__, "message": str(exc)})
+
+
 def _fail(run: Run, step: StepRun, error: dict, *, fence: bool = True) -> None:
     with transaction.atomic():
         rows = StepRun.objects.filter(id=step.id)

@@ -198,3 +198,28 @@ def test_a_run_with_a_live_step_is_not_stalled(make_flow, settings):
 
     assert run_is_stalled(Run.objects.get(pk=run.id)) is False
     assert recover_stuck() == []
+
+
+def test_a_script_that_does_not_load_on_the_worker_fails_the_run_naming_the_cause(make_flow):
+    # given a run whose pinned source fails to import where its steps run
+    from apps.workflows.models import WorkflowVersion
+    from workers.executor import step_task
+
+    flow = make_flow(SCRIPT)
+    run = run_create(version=flow.version, loaded=flow.loaded, input="1 2")
+    Run.objects.filter(pk=run.id).update(status=Run.Status.RUNNING)
+    broken = WorkflowVersion.objects.create(
+        workflow=flow.version.workflow, sha256="0" * 64, entry="pipeline",
+        source="import flowops_missing_package\n")
+    Run.objects.filter(pk=run.id).update(version=broken)
+
+    # when its first step is delivered
+    result = step_task.apply(args=(run.id, "split"))
+
+    # then the task ends quietly and the run fails with the import error; the step waits
+    run.refresh_from_db()
+    assert result.state == "IGNORED"
+    assert run.status == Run.Status.FAILED
+    assert run.error["step_key"] == "split"
+    assert "flowops_missing_package" in run.error["message"]
+    assert statuses(run)["split"] == "pending"
