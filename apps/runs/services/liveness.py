@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import psutil
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -92,10 +92,13 @@ class _Heartbeats:
             if not due:
                 continue
             try:
-                close_old_connections()
                 StepRun.objects.filter(id__in=due, status=StepRun.Status.RUNNING).update(
                     heartbeat_at=Now())
             except Exception:  # the database may be briefly away; the next beat retries
+                pass
+            finally:
+                # Beats are seconds apart: an idle connection held by this thread for the
+                # life of the process would count against the server's limit.
                 connection.close()
 
 
