@@ -71,6 +71,10 @@ FLOWOPS_STEP_HEARTBEAT_TIMEOUT = env.float("FLOWOPS_STEP_HEARTBEAT_TIMEOUT", def
 FLOWOPS_MAX_STEP_SECONDS = env.int("FLOWOPS_MAX_STEP_SECONDS", default=6 * 3600)
 FLOWOPS_EMBEDDED_THREADS = env.int("FLOWOPS_EMBEDDED_THREADS", default=4)
 FLOWOPS_RECOVERY_INTERVAL = env.float("FLOWOPS_RECOVERY_INTERVAL", default=30.0)
+# False: on PostgreSQL a step's checkpoint commits without waiting for the disk (about 1 ms
+# less per step). A database crash can then lose the last ~0.6 s of checkpoints; those
+# steps run again (journaled effects are still not repeated: their commits wait).
+FLOWOPS_DURABLE_CHECKPOINTS = env.bool("FLOWOPS_DURABLE_CHECKPOINTS", default=True)
 # An openai: model without OPENAI_API_KEY: False answers offline with a warning, True fails.
 FLOWOPS_AI_STRICT = env.bool("FLOWOPS_AI_STRICT", default=False)
 # Hosts a provider may call; None means any. Tests allow loopback only.

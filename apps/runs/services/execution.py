@@ -110,8 +110,10 @@ def fast_gate(*, run_id: str, key: str, task: str) -> Gate | None:
         return None
     run = steps_sql.partial(Run, id=run_id, status=Run.Status.RUNNING, version_id=version_id)
     loaded = loaded_for(run)
-    source = input_source(loaded.plan, loaded.plan.locate(key)[0]) if task == "step" else None
-    step, fetched = steps_sql.claim(run_id, key, current_owner(), source)
+    plan = loaded.plan
+    source = input_source(plan, plan.locate(key)[0]) if task == "step" else None
+    step, fetched = steps_sql.claim(run_id, key, current_owner(), plan.predecessors(key),
+                                    source)
     if step is None:
         return None
     return Gate(Action.RUN, run=run, step=step, loaded=loaded, input=fetched)
@@ -135,7 +137,8 @@ def gate(*, run_id: str, key: str, task: str, head: Head | None = None) -> Gate:
     if task == "join" and not _join_ready(run, loaded.plan, key):
         # Sent early (a redelivered branch end); the last branch to arrive sends it again.
         return Gate(Action.IGNORE, run=run, reason=f"join {key} not ready")
-    step, _ = steps_sql.claim(run.id, key, current_owner())
+    needed = [] if task == "join" else loaded.plan.predecessors(key)  # a join checked its own
+    step, _ = steps_sql.claim(run.id, key, current_owner(), needed)
     if step is not None:
         return Gate(Action.RUN, run=run, step=step, loaded=loaded)
     return _not_pending(run, loaded, key)
@@ -148,6 +151,9 @@ def _not_pending(run: Run, loaded: LoadedWorkflow, key: str) -> Gate:
     if step.status in DONE:
         action = Action.IGNORE if _continued(run, loaded.plan, key) else Action.RESEND
         return Gate(action, run=run, step=step, loaded=loaded, reason="already done")
+    if step.status == Status.PENDING:  # the claim found a predecessor not done
+        waits = ", ".join(loaded.plan.predecessors(key))
+        return Gate(Action.IGNORE, run=run, step=step, reason=f"waits for {waits}")
     if step.status != Status.RUNNING:
         return Gate(Action.IGNORE, run=run, step=step, reason=f"step is {step.status}")
     if is_alive(step):

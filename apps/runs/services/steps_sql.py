@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from apps.runs.models import Run, RunBudget, StepRun
@@ -61,10 +62,10 @@ def _now() -> str:
     return "STATEMENT_TIMESTAMP()"
 
 
-def claim(run_id: str, key: str, owner: Owner,
+def claim(run_id: str, key: str, owner: Owner, predecessors: list[str],
           source: tuple[str, int | None] | None = None) -> tuple[StepRun | None, Any]:
-    """Claim a pending step of a running run within its limits: the attempt + 1 (the
-    fencing token) and this process as owner, in one statement.
+    """Claim a pending step of a running run within its limits whose ``predecessors`` are
+    done: the attempt + 1 (the fencing token) and this process as owner, in one statement.
 
     With ``source`` (the row, and map item, the step's input comes from) the same
     statement returns that (output, context). Returns (the claimed step or None, input).
@@ -79,9 +80,16 @@ def claim(run_id: str, key: str, owner: Owner,
            f"owner_pid = %s, owner_started = %s, started_at = {now}, heartbeat_at = {now}, "
            f"finished_at = NULL WHERE run_id = %s AND key = %s AND status = 'pending' "
            f"AND EXISTS (SELECT 1 FROM {RUN} r LEFT JOIN {BUDGET} b ON b.run_id = r.id "
-           f"WHERE r.id = %s AND r.status = 'running' AND NOT {_SPENT}) "
-           f"RETURNING id, attempt, lost")
+           f"WHERE r.id = %s AND r.status = 'running' AND NOT {_SPENT}) ")
     params: list[Any] = [owner.host, owner.pid, owner.started, run_id, key, run_id]
+    if predecessors:
+        # Always true when messages follow durable checkpoints; it matters when a
+        # database crash lost a checkpoint whose successor's message went out.
+        marks = ", ".join(["%s"] * len(predecessors))
+        sql += (f"AND NOT EXISTS (SELECT 1 FROM {STEP} p WHERE p.run_id = %s AND p.key IN "
+                f"({marks}) AND p.status NOT IN ('succeeded', 'skipped')) ")
+        params += [run_id, *predecessors]
+    sql += "RETURNING id, attempt, lost"
     if source is not None:
         column = "output" if source[1] is None else "output -> %s"
         sql += "".join(f", (SELECT {c} FROM {STEP} p WHERE p.run_id = %s AND p.key = %s)"
@@ -129,12 +137,12 @@ def write_checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: f
            f"AND owner_pid = %s")
     params = [_dump(output), _dump(context), duration_ms, cache_hit, step.id, step.attempt,
               step.owner_host, step.owner_pid]
+    if connection.vendor == "postgresql":
+        return _checkpoint_postgres(sql, params, step.run_id, fork_key)
     if fork_key is None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount == 1, None
-    if connection.vendor == "postgresql":
-        return _checkpoint_and_arrive(sql, params, step.run_id, fork_key)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -143,16 +151,28 @@ def write_checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: f
         return True, arrive(step.run_id, fork_key)
 
 
-def _checkpoint_and_arrive(checkpoint_sql: str, params: list, run_id: str,
-                           fork_key: str) -> tuple[bool, int | None]:
+def _checkpoint_postgres(checkpoint_sql: str, params: list, run_id: str,
+                         fork_key: str | None) -> tuple[bool, int | None]:
     # One statement, so one round trip and one commit (a network database pays for each).
-    sql = (f"WITH done AS ({checkpoint_sql} RETURNING id), arrived AS ("
-           f"UPDATE {STEP} SET branches_open = branches_open - 1 WHERE run_id = %s "
-           f"AND key = %s AND EXISTS (SELECT 1 FROM done) RETURNING branches_open) "
-           f"SELECT (SELECT count(*) FROM done), (SELECT branches_open FROM arrived)")
+    if fork_key is None:
+        sql = (f"WITH done AS ({checkpoint_sql} RETURNING id) "
+               f"SELECT (SELECT count(*) FROM done), NULL")
+    else:
+        sql = (f"WITH done AS ({checkpoint_sql} RETURNING id), arrived AS ("
+               f"UPDATE {STEP} SET branches_open = branches_open - 1 WHERE run_id = %s "
+               f"AND key = %s AND EXISTS (SELECT 1 FROM done) RETURNING branches_open) "
+               f"SELECT (SELECT count(*) FROM done), (SELECT branches_open FROM arrived)")
+        params = [*params, run_id, fork_key]
+    durable = settings.FLOWOPS_DURABLE_CHECKPOINTS
+    if not durable:
+        sql = "SET LOCAL synchronous_commit TO OFF; " + sql
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, run_id, fork_key])
+        cursor.execute(sql, params)
+        if not durable:
+            cursor.nextset()
         written, open_ = cursor.fetchone()
+    if fork_key is None:
+        return written == 1, None
     return written == 1, (0 if open_ is None else open_)
 
 

@@ -717,3 +717,32 @@ def test_a_loop_inside_a_loop(make_flow):
 
     assert (run.status, run.output) == (Run.Status.SUCCEEDED, 6)
     assert steps_of(run)["outer"].output == 6
+
+
+def test_checkpoints_that_do_not_wait_for_the_disk_give_the_same_run(make_flow, settings):
+    # FLOWOPS_DURABLE_CHECKPOINTS=False takes other statements on PostgreSQL
+    settings.FLOWOPS_DURABLE_CHECKPOINTS = False
+    flow = make_flow('''
+    from flowops import Step, step
+
+    @step
+    def split(text: str) -> list[int]:
+        return [int(p) for p in text.split()]
+
+    @step
+    def double(x: int) -> int:
+        return x * 2
+
+    @step
+    def total(xs: list[int]) -> int:
+        return sum(xs)
+
+    pipeline = (split >> Step.map_over("each", double) >> total
+                >> Step.parallel("fan", {"a": double, "b": double}))
+    ''')
+
+    run = flow.run("1 2 3")
+
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, {"a": 24, "b": 24})
+    assert StepRun.objects.get(run=run, key="each").branches_open == 0
+    assert StepRun.objects.get(run=run, key="fan").branches_open == 0

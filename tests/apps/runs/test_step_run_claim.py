@@ -115,6 +115,11 @@ def test_steps_of_a_run_that_is_not_running_are_ignored(run, status):
 
 def test_a_step_of_an_unknown_run_or_key_is_ignored(run):
     assert execution.gate(run_id="nope", key="parse", task="step").reason == "unknown run nope"
+    # a step whose predecessor is not done is not claimed (a lost checkpoint's successor)
+    gate = execution.gate(run_id=run.id, key="fan/a/double", task="step")
+    assert (gate.action, gate.reason) == (Action.IGNORE, "waits for double")
+    StepRun.objects.filter(run_id=run.id, key__in=["parse", "double"]).update(
+        status="succeeded")
     gate = execution.gate(run_id=run.id, key="fan/a/double", task="step")
     assert gate.action is Action.RUN
     # a map item before its map has expanded
