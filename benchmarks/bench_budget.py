@@ -14,7 +14,8 @@ on a real run, created by ``run_create`` with a budget, in two places:
   (``settings.local``, a fresh file per repetition);
 * contended: ``--procs`` processes (default 8) reserving and settling on the same run's
   ledger at once, each in its own branch of a ``Step.parallel``, on PostgreSQL, with the
-  fake call and back to back.
+  fake call and back to back; and, as the control, the same processes back to back each
+  on a run of its own (the same load on the machine, no shared ledger row).
 
 The settle's commit is timed apart: in the engine it is the commit of the journal write,
 which happens with or without a budget. "ledger" = reserve (with its commit) + settle's
@@ -113,10 +114,11 @@ def main() -> None:
                                 "--calls", str(args.calls), "--call-ms", str(args.call_ms)],
                                env=env)
             _print_single(rep, db, row[db])
-        for call_ms in (args.call_ms, 0.0):
-            name = "contended_call" if call_ms else "contended_back_to_back"
+        for name, call_ms, shared in (("contended_call", args.call_ms, True),
+                                      ("contended_back_to_back", 0.0, True),
+                                      ("separate_back_to_back", 0.0, False)):
             row[name] = contend(script, pg_env, procs=args.procs, calls=args.contended_calls,
-                                call_ms=call_ms, rep=rep)
+                                call_ms=call_ms, shared=shared, name=f"{name}_{rep}")
             _print_contended(rep, name, row[name])
         reps.append(row)
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -174,16 +176,23 @@ def pg_settings() -> dict[str, str]:
 
 
 def contend(script: Path, env: dict[str, str], *, procs: int, calls: int, call_ms: float,
-            rep: int) -> dict[str, Any]:
-    """``procs`` processes on one run's ledger, started together; the ledger checked after."""
-    setup = run_json([str(VENV_PY), __file__, "setup", "--script", str(script)], env=env)
-    gate = work_dir("gates") / f"rep{rep}_{int(call_ms)}"
+            shared: bool, name: str) -> dict[str, Any]:
+    """``procs`` processes started together, on one run's ledger (``shared``) or each on a
+    run of its own (the control: the same load without a shared row); ledgers checked."""
+    runs = 1 if shared else procs
+    setup = run_json([str(VENV_PY), __file__, "setup", "--script", str(script),
+                      "--runs", str(runs)], env=env)
+    # Shared: one run, each process in its own branch. Separate: run i, first branch.
+    places = [(setup["runs"][0]["run_id"], setup["runs"][0]["step_keys"][i]) if shared
+              else (setup["runs"][i]["run_id"], setup["runs"][i]["step_keys"][0])
+              for i in range(procs)]
+    gate = work_dir("gates") / name
     gate.mkdir(parents=True, exist_ok=True)
     for old in gate.iterdir():
         old.unlink()
     children = [subprocess.Popen(
-        [str(VENV_PY), __file__, "contend", "--run-id", setup["run_id"], "--step-key",
-         setup["step_keys"][i], "--calls", str(calls), "--call-ms", str(call_ms),
+        [str(VENV_PY), __file__, "contend", "--run-id", places[i][0], "--step-key",
+         places[i][1], "--calls", str(calls), "--call-ms", str(call_ms),
          "--gate", str(gate), "--index", str(i)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(procs)]
@@ -204,12 +213,13 @@ def contend(script: Path, env: dict[str, str], *, procs: int, calls: int, call_m
         if c.returncode != 0 or not lines:
             raise RuntimeError(f"a contending process exited {c.returncode}:\n{err[-4000:]}")
         results.append(json.loads(lines[-1]))
-    check = run_json([str(VENV_PY), __file__, "check", "--run-id", setup["run_id"],
-                      "--settled", str(procs * (calls + WARMUP))], env=env)
+    check = [run_json([str(VENV_PY), __file__, "check", "--run-id", r["run_id"],
+                       "--settled", str(procs // runs * (calls + WARMUP))], env=env)
+             for r in setup["runs"]]
     merged = {key: [v for r in results for v in r["samples"][key]]
               for key in results[0]["samples"]}
     wall = max(r["t_end"] for r in results) - min(r["t_start"] for r in results)
-    return {"procs": procs, "calls_per_proc": calls, "call_ms": call_ms,
+    return {"procs": procs, "calls_per_proc": calls, "call_ms": call_ms, "shared": shared,
             "cpu_busy_before": busy, "wall_s": wall,
             "calls_per_s": procs * calls / wall if wall else None,
             "ledger_check": check, "samples": merged}
@@ -247,7 +257,8 @@ def summarize(reps: list[dict[str, Any]]) -> dict[str, Any]:
     for name, stats in out.items():
         # The baseline: the fake call as timed in the same repetitions, in the loops with
         # the call (a back-to-back loop is compared with its configuration's call loop).
-        with_call = name.replace("back_to_back", "call")
+        with_call = "contended_call" if name.startswith("separate") else name.replace(
+            "back_to_back", "call")
         call = out[with_call]["call"]["p50_ms"]
         stats["baseline_call_p50_ms"] = call
         stats["ledger_pct_of_call"] = {k: 100 * v / call for k, v in stats["ledger"].items()}
@@ -256,7 +267,7 @@ def summarize(reps: list[dict[str, Any]]) -> dict[str, Any]:
         stats["precheck_pct_of_call"] = {k: 100 * v / call
                                          for k, v in stats["precheck"].items()}
     for config in reps[0]:
-        if config.startswith("contended"):
+        if config.startswith(("contended", "separate")):
             out[config]["calls_per_s"] = statistics.median(r[config]["calls_per_s"]
                                                            for r in reps)
     return out
@@ -278,7 +289,8 @@ def _print_contended(rep: int, name: str, result: dict[str, Any]) -> None:
     s = stats_of(result["samples"])
     print(f"rep {rep} {name:<23} ledger p50 {s['ledger']['p50_ms']:.3f} ms p95 "
           f"{s['ledger']['p95_ms']:.3f} ms (reserve p95 {s['reserve']['p95_ms']:.3f}); "
-          f"{result['calls_per_s']:.0f} calls/s; ledger {result['ledger_check']}",
+          f"{result['calls_per_s']:.0f} calls/s; ledgers balance: "
+          f"{all(c['ok'] for c in result['ledger_check'])}",
           flush=True)
 
 
@@ -391,8 +403,8 @@ def cmd_measure(args) -> dict[str, Any]:
 
 def cmd_setup(args) -> dict[str, Any]:
     django_setup()
-    run, steps = new_running_run(args.script)
-    return {"run_id": run.id, "step_keys": sorted(steps)}
+    runs = [new_running_run(args.script) for _ in range(args.runs)]
+    return {"runs": [{"run_id": run.id, "step_keys": sorted(steps)} for run, steps in runs]}
 
 
 def cmd_contend(args) -> dict[str, Any]:
@@ -428,6 +440,7 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--call-ms", type=float, required=True)
     p = sub.add_parser("setup")
     p.add_argument("--script", required=True)
+    p.add_argument("--runs", type=int, default=1)
     p = sub.add_parser("contend")
     for name in ("--run-id", "--step-key", "--gate"):
         p.add_argument(name, required=True)
