@@ -1,6 +1,7 @@
 """Admin for workflows and their versions (STYLE.md: admin).
 
-Workflows and versions are created by ``runflow`` from scripts. A version is the exact
+Workflows and versions are created by ``runflow`` from scripts; a workflow's name,
+description and default budget of new runs are edited here. A version is the exact
 source runs execute (CONTRACTS.md §4), so it is read-only here; one that no run uses may
 be deleted.
 """
@@ -42,10 +43,20 @@ class WorkflowVersionInline(admin.TabularInline):
 
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "created_at", "version_count"]
+    list_display = ["slug", "name", "default_budget_usd", "default_budget_tokens", "created_at",
+                    "version_count"]
     search_fields = ["slug", "name"]
     readonly_fields = ["slug", "created_at"]
-    fields = ["slug", "name", "description", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["slug", "name", "description", "created_at"]}),
+        ("Default budget of new runs", {
+            "fields": ["default_budget_usd", "default_budget_tokens"],
+            "description": "Applies to runs created from now on, per limit, when the run is "
+                           "given none (--budget-usd / --budget-tokens / UsageLimits). "
+                           "Existing runs keep their limits; raise those with "
+                           "<code>resume RUN_ID --budget-usd X</code>.",
+        }),
+    ]
     inlines = [WorkflowVersionInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:

@@ -24,6 +24,7 @@ from apps.workflows.models import Workflow, WorkflowVersion
 from flowops._plan import Plan
 from flowops._steps import Pipeline, Step
 from flowops.exceptions import PipelineDefinitionError, ScriptError
+from flowops.usage import UsageLimits
 
 _SLUG = re.compile(r"[^a-z0-9_-]+")
 
@@ -38,6 +39,8 @@ class LoadedWorkflow:
     plan: Plan
     context_model: type | None
     module: types.ModuleType | None
+    usage_limits: UsageLimits | None = None
+    """The script's module-level ``usage_limits``: the lowest layer of a new run's limits."""
 
 
 _loaded: dict[tuple[str, str], LoadedWorkflow] = {}
@@ -125,8 +128,13 @@ def _loaded_from_module(module: types.ModuleType, *, sha: str, entry: str,
     except PipelineDefinitionError as exc:
         raise ScriptError(str(exc), path=origin) from exc
     context_model = getattr(module, "context_model", None)
+    usage_limits = getattr(module, "usage_limits", None)
+    if usage_limits is not None and not isinstance(usage_limits, UsageLimits):
+        raise ScriptError(f"`usage_limits` is a {type(usage_limits).__name__}, not "
+                          "UsageLimits (from flowops import UsageLimits)", path=origin)
     return LoadedWorkflow(sha256=sha, entry=entry, pipeline=Pipeline.of(pipeline), plan=plan,
-                          context_model=context_model, module=module)
+                          context_model=context_model, module=module,
+                          usage_limits=usage_limits)
 
 
 def slug_for(path: Path, module: Any = None) -> str:

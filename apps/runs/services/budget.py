@@ -21,6 +21,7 @@ from django.db.models.functions import Now
 from apps.core.exceptions import ApplicationError
 from apps.runs.models import Reservation, Run, RunBudget, StepRun
 from flowops.exceptions import RunHalted, UserError
+from flowops.usage import UsageLimits
 
 log = logging.getLogger("flowops.budget")
 ZERO = Decimal(0)
@@ -35,6 +36,26 @@ class Cost:
 
 def budget_create(*, run: Run, limit_usd: Decimal | None, limit_tokens: int | None) -> RunBudget:
     return RunBudget.objects.create(run=run, limit_usd=limit_usd, limit_tokens=limit_tokens)
+
+
+def limits_resolve(*layers: UsageLimits | None) -> UsageLimits:
+    """Each limit from the first layer that sets it, most specific layer first.
+
+    A new run's layers are: the caller's (``--budget-usd`` / ``--budget-tokens`` /
+    ``Flujo(usage_limits=...)``), the workflow's defaults (admin), the script's
+    module-level ``usage_limits``. USD and tokens resolve separately: an explicit USD
+    limit still gets the default token limit.
+
+    >>> limits_resolve(UsageLimits(total_cost_usd_limit=1),
+    ...                UsageLimits(total_cost_usd_limit=5, total_tokens_limit=1000))
+    UsageLimits(total_cost_usd_limit=Decimal('1'), total_tokens_limit=1000)
+    """
+    present = [layer for layer in layers if layer is not None]
+    usd = next((la.total_cost_usd_limit for la in present
+                if la.total_cost_usd_limit is not None), None)
+    tokens = next((la.total_tokens_limit for la in present
+                   if la.total_tokens_limit is not None), None)
+    return UsageLimits(total_cost_usd_limit=usd, total_tokens_limit=tokens)
 
 
 def reserve(*, run_id: str, step_key: str, attempt: int, call: str, model: str,

@@ -23,6 +23,7 @@ from apps.runs.services.budget import (
     budget_create,
     budget_exhausted,
     budget_raise_limit,
+    limits_resolve,
     settle_orphans,
 )
 from apps.runs.services.execution import (
@@ -33,7 +34,7 @@ from apps.runs.services.execution import (
 )
 from apps.runs.services.journal import forget_reads
 from apps.runs.services.liveness import heartbeat_timeout, is_alive
-from apps.workflows.models import WorkflowVersion
+from apps.workflows.models import Workflow, WorkflowVersion
 from apps.workflows.services import LoadedWorkflow
 from flowops._codec import decode, describe_errors, encode, validate_input
 from flowops._plan import Chain
@@ -47,19 +48,27 @@ Status = Run.Status
 def run_create(*, version: WorkflowVersion, loaded: LoadedWorkflow, input: Any = None,
                context_data: dict[str, Any] | None = None, run_id: str | None = None,
                driver: str | None = None, limits: UsageLimits | None = None) -> Run:
-    """Validate input and context, then create the run, its budget and first step rows."""
+    """Validate input and context, then create the run, its budget and first step rows.
+
+    Each limit the caller leaves unset comes from the workflow's default (admin), else
+    from the script's ``usage_limits`` (``limits_resolve``).
+    """
     first = loaded.plan.first_step
     annotation = first.input_annotation()
     value = validate_input(input, annotation, what="input")
     context = _validate_context(loaded, context_data or {}, input)
     rows = loaded.plan.initial_rows()
+    # Read afresh, not through ``version.workflow``: an admin may have just changed it.
+    defaults = Workflow.objects.only("default_budget_usd", "default_budget_tokens").get(
+        pk=version.workflow_id).default_limits
+    limits = limits_resolve(limits, defaults, loaded.usage_limits)
     with transaction.atomic():
         run = Run.objects.create(
             id=run_id or None, version=version, driver=driver or settings.FLOWOPS_DRIVER,
             input=encode(value, annotation), initial_context=context)
         StepRun.objects.bulk_create(new_rows(run.id, rows))
-        budget_create(run=run, limit_usd=limits.total_cost_usd_limit if limits else None,
-                      limit_tokens=limits.total_tokens_limit if limits else None)
+        budget_create(run=run, limit_usd=limits.total_cost_usd_limit,
+                      limit_tokens=limits.total_tokens_limit)
     return run
 
 

@@ -3,7 +3,10 @@ deleted only while no run uses them."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from apps.runs.services.runs import run_create
@@ -143,3 +146,64 @@ def test_version_changelist_links_to_its_runs(admin_client, used_version):
     assert f"?version__id__exact={used_version.pk}" in page.content.decode()
     assert runs.status_code == 200
     assert len(runs.context["cl"].result_list) == 1
+
+
+def _save_defaults(admin_client, workflow: Workflow, usd: str = "", tokens: str = ""):
+    url = reverse("admin:workflows_workflow_change", args=[workflow.pk])
+    return admin_client.post(url, {"name": workflow.name, "description": "",
+                                   "default_budget_usd": usd, "default_budget_tokens": tokens,
+                                   "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"})
+
+
+def test_change_page_sets_the_default_budget_of_new_runs(admin_client, used_version):
+    workflow = used_version.workflow
+    url = reverse("admin:workflows_workflow_change", args=[workflow.pk])
+
+    page = admin_client.get(url).content.decode()
+    saved = _save_defaults(admin_client, workflow, usd="0.25", tokens="5000")
+
+    assert "Default budget of new runs" in page
+    assert 'name="default_budget_usd"' in page and 'name="default_budget_tokens"' in page
+    assert saved.status_code == 302
+    workflow.refresh_from_db()
+    assert (workflow.default_budget_usd, workflow.default_budget_tokens) == (
+        Decimal("0.25"), 5000)
+
+
+def test_clearing_the_default_budget_leaves_new_runs_without_one(admin_client, used_version):
+    workflow = used_version.workflow
+    Workflow.objects.filter(pk=workflow.pk).update(default_budget_usd=Decimal("1"),
+                                                   default_budget_tokens=10)
+
+    saved = _save_defaults(admin_client, workflow)
+
+    assert saved.status_code == 302
+    workflow.refresh_from_db()
+    assert (workflow.default_budget_usd, workflow.default_budget_tokens) == (None, None)
+
+
+@pytest.mark.parametrize(("usd", "tokens", "field", "message"), [
+    ("0", "", "default_budget_usd", "Default budget (USD) must be greater than 0"),
+    ("-0.5", "", "default_budget_usd", "Default budget (USD) must be greater than 0"),
+    ("", "0", "default_budget_tokens", "Default budget (tokens) must be greater than 0"),
+    ("", "-3", "default_budget_tokens", "Default budget (tokens) must be greater than 0"),
+])
+def test_a_default_budget_of_zero_or_less_is_refused_naming_the_field(
+        admin_client, used_version, usd, tokens, field, message):
+    workflow = used_version.workflow
+
+    response = _save_defaults(admin_client, workflow, usd=usd, tokens=tokens)
+
+    assert response.status_code == 200  # the form again, with the error
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field]
+    assert errors[field][0].startswith(message)
+    assert message in response.content.decode()
+    workflow.refresh_from_db()
+    assert (workflow.default_budget_usd, workflow.default_budget_tokens) == (None, None)
+
+
+@pytest.mark.parametrize("field", ["default_budget_usd", "default_budget_tokens"])
+def test_the_database_refuses_a_default_budget_of_zero(used_version, field):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Workflow.objects.filter(pk=used_version.workflow_id).update(**{field: 0})
