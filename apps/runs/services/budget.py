@@ -15,11 +15,12 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import F
 from django.db.models.functions import Now
 
 from apps.core.exceptions import ApplicationError
-from apps.runs.models import Reservation, Run, RunBudget, StepRun
+from apps.runs.models import Reservation, Run, RunBudget
+from apps.runs.services import ledger_sql
 from flowops.exceptions import RunHalted, UserError
 from flowops.usage import UsageLimits
 
@@ -70,25 +71,10 @@ def reserve(*, run_id: str, step_key: str, attempt: int, call: str, model: str,
         worst = Cost(ZERO, worst.tokens)
     # The ledger keeps 8 decimals: a worst case rounds up, never down.
     worst = Cost(worst.usd.quantize(CENT_MICRO, rounding=ROUND_CEILING), worst.tokens)
-    usd = Value(worst.usd)
-    tokens = Value(worst.tokens)
-    fits_usd = Q(limit_usd__isnull=True) | Q(
-        limit_usd__gte=F("spent_usd") + F("reserved_usd") + usd)
-    fits_tokens = Q(limit_tokens__isnull=True) | Q(
-        limit_tokens__gte=F("spent_tokens") + F("reserved_tokens") + tokens)
-    fits = fits_usd & fits_tokens
-    # One UPDATE on the budget row alone (no join): PostgreSQL re-checks its WHERE after
-    # taking the row lock, which is what makes concurrent reservations safe.
-    with transaction.atomic():
-        held = RunBudget.objects.filter(fits, run_id=run_id).update(
-            reserved_usd=F("reserved_usd") + usd, reserved_tokens=F("reserved_tokens") + tokens)
-        running = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).exists()
-        if held and running:
-            return Reservation.objects.create(
-                run_id=run_id, step_key=step_key, attempt=attempt, call=call, model=model,
-                usd=worst.usd, tokens=worst.tokens)
-        if held:
-            transaction.set_rollback(True)
+    held = ledger_sql.reserve(run_id=run_id, step_key=step_key, attempt=attempt, call=call,
+                              model=model, usd=worst.usd, tokens=worst.tokens)
+    if held is not None:
+        return held
     raise _refused(run_id, step_key, worst)
 
 
@@ -138,20 +124,9 @@ def settle(*, reservation: Reservation, actual: Cost, usage: dict[str, Any] | No
     """
     actual = Cost((actual.usd or ZERO).quantize(CENT_MICRO, rounding=ROUND_HALF_UP),
                   actual.tokens)
-    moved = Reservation.objects.filter(id=reservation.id, state=Reservation.State.RESERVED
-                                       ).update(state=Reservation.State.SETTLED,
-                                                settled_usd=actual.usd,
-                                                settled_tokens=actual.tokens, usage=usage,
-                                                settled_at=Now())
-    if not moved:
+    if not ledger_sql.settle(reservation, usd=actual.usd, tokens=actual.tokens, usage=usage,
+                             step_id=step_id):
         return True  # settled already (a dead owner's, at its worst case)
-    RunBudget.objects.filter(run_id=reservation.run_id).update(
-        reserved_usd=F("reserved_usd") - reservation.usd,
-        reserved_tokens=F("reserved_tokens") - reservation.tokens,
-        spent_usd=F("spent_usd") + actual.usd, spent_tokens=F("spent_tokens") + actual.tokens)
-    if step_id is not None:
-        StepRun.objects.filter(id=step_id).update(cost_usd=F("cost_usd") + actual.usd,
-                                                  tokens=F("tokens") + actual.tokens)
     if actual.usd > reservation.usd or actual.tokens > reservation.tokens:
         halt(run_id=reservation.run_id, step_key=reservation.step_key,
              message=f"overrun in {reservation.step_key}: the call used ${actual.usd:.6f} / "

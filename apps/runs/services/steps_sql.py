@@ -55,7 +55,7 @@ def read_head(run_id: str) -> Head | None:
 
 
 @cache
-def _now() -> str:
+def now_sql() -> str:
     """The database clock, as Django's ``Now()`` writes it on this backend."""
     if connection.vendor == "sqlite":
         return "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')"
@@ -75,7 +75,7 @@ def claim(run_id: str, key: str, owner: Owner, predecessors: list[str],
     in a database crash, the step would be claimed again with the same attempt number,
     so checkpoints and journal entries check the owner process as well.
     """
-    now = _now()
+    now = now_sql()
     sql = (f"UPDATE {STEP} SET status = 'running', attempt = attempt + 1, owner_host = %s, "
            f"owner_pid = %s, owner_started = %s, started_at = {now}, heartbeat_at = {now}, "
            f"finished_at = NULL WHERE run_id = %s AND key = %s AND status = 'pending' "
@@ -132,7 +132,7 @@ def write_checkpoint(step: StepRun, *, output: Any, context: Any, duration_ms: f
     counted in the same transaction. Returns (written, branches still open).
     """
     sql = (f"UPDATE {STEP} SET status = 'succeeded', output = %s, context = %s, "
-           f"finished_at = {_now()}, duration_ms = %s, cache_hit = %s, error = NULL "
+           f"finished_at = {now_sql()}, duration_ms = %s, cache_hit = %s, error = NULL "
            f"WHERE id = %s AND attempt = %s AND status = 'running' AND owner_host = %s "
            f"AND owner_pid = %s")
     params = [_dump(output), _dump(context), duration_ms, cache_hit, step.id, step.attempt,
