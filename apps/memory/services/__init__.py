@@ -10,10 +10,15 @@ from apps.memory.services.schema import (
     column_rename,
     column_update,
 )
-from apps.memory.services.tables import table_create, table_delete, table_get
+from apps.memory.services.tables import (
+    table_create,
+    table_delete,
+    table_get,
+    table_get_or_infer,
+)
 from apps.memory.validation import MemoryValidationError
 
 __all__ = ["MemoryValidationError", "column_add", "column_change_type", "column_remove",
            "column_rename", "column_update", "csv_export", "csv_import", "row_create",
            "row_delete", "row_to_dict", "row_update", "table_create", "table_delete",
-           "table_get"]
+           "table_get", "table_get_or_infer"]

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from apps.memory.indexes import schedule_index_sync
-from apps.memory.models import Table, name_validator
+from apps.memory.models import Column, Table, name_validator
 from apps.memory.validation import MemoryValidationError
 
 COLUMN_FIELDS = {"name", "type", "options", "required", "default", "unique", "indexed"}
@@ -55,3 +55,33 @@ def table_delete(*, table: Table) -> None:
     table_id = table.id
     table.delete()
     schedule_index_sync(table_id)
+
+
+def infer_type(value: Any) -> str:
+    """A column type for a first value: bool before int (a bool is an int in Python)."""
+    if isinstance(value, bool):
+        return Column.Type.BOOLEAN
+    if isinstance(value, int | float):
+        return Column.Type.NUMBER
+    if isinstance(value, dict | list):
+        return Column.Type.JSON
+    return Column.Type.TEXT
+
+
+def table_get_or_infer(*, name: str, sample: Any) -> Table:
+    """The table named ``name``; if there is none, one with optional columns inferred
+    from ``sample`` (the first row), so ``memory.store`` works on a fresh install."""
+    table = Table.objects.filter(name=name).first()
+    if table is not None:
+        return table
+    if not isinstance(sample, dict):
+        raise MemoryValidationError({"data": "expected a dict of field: value"})
+    columns = [{"name": field, "type": infer_type(value)} for field, value in sample.items()]
+    try:
+        with transaction.atomic():
+            return table_create(name=name, description="Created by memory.store.",
+                                columns=columns)
+    except MemoryValidationError as exc:
+        if "name" in exc.errors and Table.objects.filter(name=name).exists():
+            return Table.objects.get(name=name)  # a concurrent first store made it
+        raise
