@@ -49,7 +49,7 @@ def csv_import(*, table: Table, source: str | io.TextIOBase, workflow_id: int | 
 
 def _parse(stream: Any, columns: list[Column]) -> tuple[list[tuple[int, dict]], dict[str, str]]:
     errors: dict[str, str] = {}
-    reader = csv.reader(stream)
+    reader = csv.reader(stream, strict=True)  # an unclosed quote is an error, not data
     try:
         header = next(reader, None)
     except csv.Error as exc:
