@@ -7,15 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from apps.memory import services
 from apps.memory.models import Column, Row, Table
+from tests.apps.runs.conftest import make_flow  # noqa: F401 (the fixture, for SDK-in-run tests)
 
 COMMITTING = pytest.mark.django_db(
     transaction=True, available_apps=["apps.core", "apps.workflows", "apps.runs", "apps.memory"])
-ONLY_POSTGRES = pytest.mark.skipif("connection.vendor != 'postgresql'",
-                                   reason="PostgreSQL only")
+ONLY_POSTGRES = pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="PostgreSQL only")
 
 
 def is_postgres() -> bool:
