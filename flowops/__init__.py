@@ -26,16 +26,18 @@ from flowops.state import SQLiteBackend
 from flowops.telemetry import init_telemetry
 from flowops.usage import UsageLimits
 
-_LAZY = {"ai": "flowops.ai", "make_agent": "flowops.ai", "make_agent_async": "flowops.ai"}
+_LAZY = {"ai": "flowops.ai", "make_agent": "flowops.ai", "make_agent_async": "flowops.ai",
+         "memory": "flowops.memory"}
 
 
 def __getattr__(name: str):
-    # The AI layer loads tokenizers and price tables: only when a script asks for it.
+    # The AI layer loads tokenizers and price tables, memory needs Django: only when a
+    # script asks for them.
     if name in _LAZY:
         import importlib
 
         module = importlib.import_module(_LAZY[name])
-        return module if name == "ai" else getattr(module, name)
+        return module if name in ("ai", "memory") else getattr(module, name)
     raise AttributeError(f"module 'flowops' has no attribute {name!r}")
 
 

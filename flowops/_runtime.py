@@ -29,6 +29,11 @@ class Journal(Protocol):
     def metered(self, name: str, args: tuple, kwargs: dict, *, returns: Any,
                 attempts: Callable[[Any], Metered]) -> Any: ...
 
+    def transact(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, *,
+                 returns: Any) -> Any:
+        """A database effect committed in the same transaction as its journal entry."""
+        ...
+
 
 @dataclass
 class Metered:

@@ -16,6 +16,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.workflows",
     "apps.runs",
+    "apps.memory",
 ]
 
 MIDDLEWARE = [

@@ -114,6 +114,34 @@ class DatabaseJournal:
             fault_point("after_activity", name)
         return result
 
+    def transact(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, *,
+                 returns: Any) -> Any:
+        """A database effect (``memory.store``): ``fn``'s writes and its journal entry
+        commit in one transaction, so after a crash the entry exists exactly when the
+        write does, and a resumed run replays it instead of writing again."""
+        seq, args_hash = self._next(name, args, kwargs)
+        recorded = _db(lambda: self._entries.get(seq))
+        if recorded is not None:
+            return self._replay(recorded, name, args_hash, returns)
+
+        def write() -> Any:
+            with transaction.atomic():
+                result = fn(*args, **kwargs)
+                self._write(seq, name, args_hash, True, JournalEntry.State.DONE,
+                            result=encode(result, returns))
+            return result
+
+        try:
+            result = _db(write)
+        except ClaimLost:
+            raise
+        except Exception as exc:  # nothing was written: journal the refusal itself
+            _db(self._write, seq, name, args_hash, True, JournalEntry.State.ERROR,
+                error={"type": type(exc).__name__, "message": str(exc)})
+            raise
+        fault_point("after_activity", name)
+        return result
+
     def metered(self, name: str, args: tuple, kwargs: dict, *, returns: Any,
                 attempts: Callable[[Meter], Metered]) -> Any:
         """A model call (CONTRACTS.md §8): replayed like any journaled call; else
