@@ -1,11 +1,14 @@
 """Benchmark 4: what the budget ledger costs per model call, and the pre-check per step.
 
-Per model call the engine reserves the call's worst case (``budget.reserve``: one
-conditional UPDATE of the run's RunBudget row, the Reservation row, its own commit), makes
-the call, then settles it (``budget.settle``: three UPDATEs) inside the transaction that
-journals the call's result. Before a step starts, a worker runs the pre-check
-``budget_exhausted(run_id)`` (``workers/base.py``). This script times the real functions
-on a real run, created by ``run_create`` with a budget, in two places:
+Per model call the engine reserves the call's worst case (``budget.reserve``: the
+conditional UPDATE of the run's RunBudget row and the Reservation row, one statement on
+PostgreSQL, its own commit), makes the call, then settles it (``budget.settle``: one
+statement on PostgreSQL) inside the transaction that journals the call's result. Before a
+step starts, its claim checks the budget in the same statement (``steps_sql.claim``); when
+that fast claim does not apply (a run's first step in a process, a join) the worker reads
+the run and its budget with ``steps_sql.read_head``: that read is what is timed here as
+the pre-check. This script times the real functions on a real run, created by
+``run_create`` with a budget, in two places:
 
 * one process, one run, ``--calls`` cycles of: pre-check, reserve, a fake model call
   (``time.sleep``, ``--call-ms``, default 200 ms, itself timed: the baseline), settle in a
@@ -315,9 +318,10 @@ class Cycle:
     """Pre-check, reserve, the fake call, settle: one model call in one step."""
 
     def __init__(self, run_id: str, step_key: str, step_id: int, call_s: float):
-        from apps.runs.services import budget
+        from apps.runs.services import budget, steps_sql
 
         self.budget = budget
+        self.steps_sql = steps_sql
         self.run_id, self.step_key, self.step_id, self.call_s = (
             run_id, step_key, step_id, call_s)
         self.worst = budget.Cost(*WORST)
@@ -330,7 +334,7 @@ class Cycle:
         clock = time.perf_counter
         self.n += 1
         t0 = clock()
-        if self.budget.budget_exhausted(self.run_id) is not None:
+        if self.steps_sql.read_head(self.run_id).budget_spent:
             raise RuntimeError("the benchmark run's budget is exhausted")
         t1 = clock()
         held = self.budget.reserve(run_id=self.run_id, step_key=self.step_key, attempt=1,
