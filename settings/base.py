@@ -76,6 +76,9 @@ FLOWOPS_RECOVERY_INTERVAL = env.float("FLOWOPS_RECOVERY_INTERVAL", default=30.0)
 # less per step). A database crash can then lose the last ~0.6 s of checkpoints; those
 # steps run again (journaled effects are still not repeated: their commits wait).
 FLOWOPS_DURABLE_CHECKPOINTS = env.bool("FLOWOPS_DURABLE_CHECKPOINTS", default=True)
+# A Celery step task runs the next steps of its chain itself (no broker hop) while it has
+# run for less than this; 0 sends every step through the broker.
+FLOWOPS_INLINE_SECONDS = env.float("FLOWOPS_INLINE_SECONDS", default=1.0)
 # An openai: model without OPENAI_API_KEY: False answers offline with a warning, True fails.
 FLOWOPS_AI_STRICT = env.bool("FLOWOPS_AI_STRICT", default=False)
 # Hosts a provider may call; None means any. Tests allow loopback only.

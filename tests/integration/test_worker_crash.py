@@ -390,3 +390,50 @@ def test_recovery_does_not_dispatch_again_before_the_fresh_canvas_starts(
 
     # then the run is not dispatched a second time (CONTRACTS.md §6: "dispatches it once")
     assert again == []
+
+
+INLINED = """
+@step
+def a(x: int) -> int:
+    record("a")
+    return x + 1
+
+
+@step
+def b(x: int) -> int:
+    record("b")
+    return x + 1
+
+
+@step
+def c(x: int) -> int:
+    record("c:start")
+    if seen("c:start") == 1:
+        os.kill(os.getpid(), 9)
+    return x + 1
+
+
+@step
+def d(x: int) -> int:
+    record("d")
+    return x + 1
+
+
+pipeline = a >> b >> c >> d
+"""
+
+
+def test_a_worker_that_dies_in_a_link_it_ran_itself_is_taken_over_from_the_first_link(
+        start_worker, effects, write_flow):
+    # given a chain whose links a worker runs in one process, and c kills that process once
+    start_worker()
+
+    # when the first link's message comes back (reject_on_worker_lost)
+    run = wait_for_run(start_run(write_flow(INLINED), input=0).id)
+
+    # then the done links are skipped, c is taken over, and each step ran once but c
+    assert (run.status, run.output) == ("succeeded", 4), describe(run.id)
+    assert effects.counts() == {"a": 1, "b": 1, "c:start": 2, "d": 1}
+    assert effects.pids("a") == effects.pids("b") == effects.pids("c:start")[:1]
+    c = step_row(run, "c")
+    assert (c.attempt, c.lost) == (2, 1)

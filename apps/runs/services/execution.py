@@ -66,6 +66,7 @@ class Gate:
     reason: str = ""
     arrival: Arrival | None = None  # set when finishing this step ended a fork's branch
     input: tuple[Any, Any] | None = None  # (input, context) JSON, when the claim read it
+    done: bool = False  # the step was done already (a redelivery or a duplicate)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,8 @@ def _not_pending(run: Run, loaded: LoadedWorkflow, key: str) -> Gate:
         return Gate(Action.IGNORE, run=run, reason=f"no step {key}")
     if step.status in DONE:
         action = Action.IGNORE if _continued(run, loaded.plan, key) else Action.RESEND
-        return Gate(action, run=run, step=step, loaded=loaded, reason="already done")
+        return Gate(action, run=run, step=step, loaded=loaded, reason="already done",
+                    done=True)
     if step.status == Status.PENDING:  # the claim found a predecessor not done
         waits = ", ".join(loaded.plan.predecessors(key))
         return Gate(Action.IGNORE, run=run, step=step, reason=f"waits for {waits}")
