@@ -20,7 +20,9 @@ the pre-check. This script times the real functions on a real run, created by
   fake call and back to back; and, as the control, the same processes back to back each
   on a run of its own (the same load on the machine, no shared ledger row).
 
-The settle's commit is timed apart: in the engine it is the commit of the journal write,
+The settle is timed inside a transaction that has already run the journal's fence UPDATE,
+as in the engine, where the call's journal entry opens the transaction that settles it;
+the settle's commit is timed apart: in the engine it is the commit of the journal write,
 which happens with or without a budget. "ledger" = reserve (with its commit) + settle's
 statements: what the ledger adds to a call. "ledger + commit" adds settle's commit: the
 upper bound. Target: ledger under 1 % of a 200 ms call.
@@ -330,6 +332,9 @@ class Cycle:
 
     def once(self, samples: dict[str, list[float]] | None) -> None:
         from django.db import transaction
+        from django.db.models.functions import Now
+
+        from apps.runs.models import StepRun
 
         clock = time.perf_counter
         self.n += 1
@@ -342,8 +347,11 @@ class Cycle:
         t2 = clock()
         if self.call_s:
             time.sleep(self.call_s)
-        t3 = clock()
         with transaction.atomic():
+            # What the journal writes first in this transaction (its fence), untimed:
+            # the transaction and its first round trip after the call are the journal's.
+            StepRun.objects.filter(id=self.step_id).update(heartbeat_at=Now())
+            t3 = clock()
             ok = self.budget.settle(reservation=held, actual=self.actual, usage=USAGE,
                                     step_id=self.step_id)
             t4 = clock()
