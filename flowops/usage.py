@@ -12,7 +12,8 @@ class UsageLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    total_cost_usd_limit: Decimal | None = Field(default=None, ge=0)
+    # The ledger holds 14 digits with 8 decimals, and tokens in a 64-bit integer.
+    total_cost_usd_limit: Decimal | None = Field(default=None, ge=0, lt=1_000_000)
     """Spend in US dollars, from model prices."""
-    total_tokens_limit: int | None = Field(default=None, ge=0)
+    total_tokens_limit: int | None = Field(default=None, ge=0, le=2**63 - 1)
     """Prompt plus completion tokens."""

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from apps.runs.models import Run
 from apps.runs.selectors import run_document, run_progress
 from apps.runs.services.budget import spend_of
+from flowops._codec import describe_errors
 from flowops.usage import UsageLimits
 
 EXIT_CODES = {
@@ -65,8 +66,10 @@ def limits_from(opts) -> UsageLimits | None:
         raise usage_error(f"--budget-tokens: not a whole number: {tokens!r}") from None
     try:
         return UsageLimits(total_cost_usd_limit=usd_value, total_tokens_limit=tokens_value)
-    except ValidationError:
-        raise usage_error("--budget-usd and --budget-tokens must not be negative") from None
+    except ValidationError as exc:
+        problems = describe_errors(exc).replace("total_cost_usd_limit", "--budget-usd").replace(
+            "total_tokens_limit", "--budget-tokens")
+        raise usage_error(problems) from None
 
 
 class Progress:

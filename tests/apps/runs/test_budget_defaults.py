@@ -222,3 +222,21 @@ def test_runflow_budget_usd_keeps_the_default_token_limit(make_flow):
     assert document["spend"]["limit_usd"] == 0.5
     assert document["spend"]["limit_tokens"] == 5000
     assert Run.objects.get(pk=document["run_id"]).version_id == flow.version.id
+
+
+@pytest.mark.parametrize("option, value, problem", [
+    ("--budget-usd", "1000000", "--budget-usd: Input should be less than 1000000"),
+    ("--budget-usd", "-1", "--budget-usd: Input should be greater than or equal to 0"),
+    ("--budget-tokens", str(2**63), "--budget-tokens: Input should be less than or equal to"),
+])
+def test_runflow_refuses_a_budget_the_ledger_cannot_hold_naming_the_option(
+        make_flow, option, value, problem):
+    from django.core.management.base import CommandError
+
+    flow = make_flow(WORK)
+
+    with pytest.raises(CommandError) as refused:
+        call_command("runflow", str(flow.path), "--input-json", "1", option, value)
+
+    assert problem in str(refused.value)
+    assert not Run.objects.exists()
