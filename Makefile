@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # turn `make test` into a SQLite run.
 TEST_SETTINGS ?= settings.test
 
-.PHONY: venv demo test-deps services test lint clean
+.PHONY: venv demo test-deps services browser test lint clean
 
 venv: $(VENV)/.installed
 
@@ -52,11 +52,15 @@ services:
 
 # pytest exits 5 when it collected no tests: that is a failure too (it is
 # non-zero, so make stops either way; the message says why).
-test: test-deps services
+test: test-deps services browser
 	@set -a; . ./.services.env; set +a; \
 	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(VENV_PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5), failing" >&2; fi; \
 	exit $$rc
+
+# Headless Chromium for the browser smoke test (apt-get when root; else it is skipped).
+browser:
+	bash scripts/ensure_browser.sh
 
 lint: test-deps
 	$(VENV)/bin/ruff check .
