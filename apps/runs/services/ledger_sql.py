@@ -46,17 +46,37 @@ def reserve(*, run_id: str, step_key: str, attempt: int, call: str, model: str, 
             cursor.execute(sql, [*hold, *row])
             found = cursor.fetchone()
     else:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_HOLD, hold)
-            found = None
-            if cursor.rowcount == 1:
-                cursor.execute(f"{_INSERT} VALUES (%s, %s, %s, %s, %s, %s, %s, 'reserved', "
-                               f"{now_sql()}) RETURNING id", [run_id, *row])
-                found = cursor.fetchone()
+        found = _reserve_sqlite(run_id, row, usd, tokens)
     if found is None:
         return None
     return Reservation(id=found[0], run_id=run_id, step_key=step_key, attempt=attempt, call=call,
                        model=model, usd=usd, tokens=tokens)
+
+
+def _reserve_sqlite(run_id: str, row: list, usd: Decimal, tokens: int) -> tuple | None:
+    # SQLite keeps decimals as floating point, so ``spent + reserved + x <= limit`` in SQL
+    # can refuse what fits exactly (0.1 + 0.2 > 0.3). The check is made on Django's exact
+    # decimals instead, inside the write transaction (IMMEDIATE: writers are serialised).
+    with transaction.atomic():
+        budget = RunBudget.objects.filter(run_id=run_id).first()
+        running = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).exists()
+        if budget is None or not running or not _fits(budget, usd, tokens):
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {BUDGET} SET reserved_usd = %s, reserved_tokens = %s "
+                           f"WHERE run_id = %s", [budget.reserved_usd + usd,
+                                                  budget.reserved_tokens + tokens, run_id])
+            cursor.execute(f"{_INSERT} VALUES (%s, %s, %s, %s, %s, %s, %s, 'reserved', "
+                           f"{now_sql()}) RETURNING id", [run_id, *row])
+            return cursor.fetchone()
+
+
+def _fits(budget: RunBudget, usd: Decimal, tokens: int) -> bool:
+    fits_usd = budget.limit_usd is None or (
+        budget.spent_usd + budget.reserved_usd + usd <= budget.limit_usd)
+    fits_tokens = budget.limit_tokens is None or (
+        budget.spent_tokens + budget.reserved_tokens + tokens <= budget.limit_tokens)
+    return fits_usd and fits_tokens
 
 
 def settle(reservation: Reservation, *, usd: Decimal, tokens: int, usage: dict | None,
