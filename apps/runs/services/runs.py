@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from apps.core.exceptions import ApplicationError
 from apps.runs import dispatch
-from apps.runs.models import Run, StepRun
+from apps.runs.models import Reservation, Run, StepRun
 from apps.runs.services.budget import (
     budget_create,
     budget_exhausted,
@@ -243,7 +243,21 @@ def recover_stuck(*, driver: str | None = None) -> list[str]:
         if run_is_stalled(run) and _redispatch(run, reset_failed=False):
             log.warning("recovered stalled run %s", run.id)
             recovered.append(run.id)
+    settle_stopped_runs()
     return recovered
+
+
+def settle_stopped_runs() -> int:
+    """Settle what runs that stopped (halted, failed, cancelled) still hold for calls of
+    dead attempts, at their worst case, so their spend is final without a resume. A step
+    still alive settles its own call."""
+    stopped = Reservation.objects.filter(state=Reservation.State.RESERVED).filter(
+        run__status__in=[Status.HALTED, Status.FAILED, Status.CANCELLED])
+    settled = 0
+    for run in Run.objects.filter(id__in=stopped.values("run_id")):
+        if _live_step(run) is None:
+            settled += settle_orphans(run_id=run.id)
+    return settled
 
 
 def _get(run_id: str) -> Run:

@@ -246,3 +246,21 @@ def test_the_admin_shows_spend_per_run_and_per_call(running, admin_client):
     assert b"spend per call" in page.content
     assert calls.status_code == 200
     assert b"ai.generate" in calls.content
+
+
+def test_recovery_settles_what_a_halted_run_holds_for_a_dead_attempt(running):
+    # given a run halted while a dead attempt's call was still reserved
+    from apps.runs.services.runs import recover_stuck
+
+    run = running(usd="1")
+    _reserve(run, "0.3", 100)
+    Run.objects.filter(id=run.id).update(status=Run.Status.HALTED)
+
+    # when the periodic recovery runs (no step of the run is alive)
+    recover_stuck()
+
+    # then the call is settled at its worst case: the run's spend is final
+    budget = RunBudget.objects.get(run=run)
+    assert (budget.spent_usd, budget.reserved_usd) == (Decimal("0.3"), 0)
+    assert set(Reservation.objects.filter(run=run).values_list("state", flat=True)) == {
+        Reservation.State.SETTLED}
