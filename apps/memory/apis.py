@@ -271,7 +271,7 @@ class RowListApi(APIView):
             columns, rows = row_list(table=found, where=where,
                                      order_by=ordering_from_params(params))
         except MemoryValidationError as exc:
-            raise renamed(exc, "order_by", "ordering") from None
+            raise in_query_terms(exc) from None
         count = rows.count()
         following, previous = page_links(request, limit, offset, count)
         results = [row_output(r, columns) for r in rows[offset:offset + limit]]
@@ -285,9 +285,10 @@ class RowListApi(APIView):
         return Response(row_output(row, columns_of(found)), status=201)
 
 
-def renamed(exc: MemoryValidationError, old: str, new: str) -> MemoryValidationError:
-    """The selectors' ``order_by`` is the API's ``ordering``: name what the caller sent."""
-    return MemoryValidationError({new if k == old else k: v for k, v in exc.errors.items()})
+def in_query_terms(exc: MemoryValidationError) -> MemoryValidationError:
+    """The selectors name fields and ``order_by``; name the parameters the caller sent."""
+    return MemoryValidationError({"ordering" if k == "order_by" else f"where[{k}]": v
+                                  for k, v in exc.errors.items()})
 
 
 class RowDetailApi(APIView):
