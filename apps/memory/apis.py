@@ -95,7 +95,8 @@ class TableOutputSerializer(serializers.Serializer):
 
 def table_output(table: Table) -> dict[str, Any]:
     return TableOutputSerializer({
-        "name": table.name, "description": table.description, "columns": columns_of(table),
+        # .all(): the list view prefetches every table's columns in one query.
+        "name": table.name, "description": table.description, "columns": table.columns.all(),
         "created_at": table.created_at, "updated_at": table.updated_at}).data
 
 
@@ -146,7 +147,8 @@ class TableListApi(APIView):
 
     @extend_schema(tags=TAG, responses=TableOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response([table_output(t) for t in Table.objects.all()])
+        tables = Table.objects.prefetch_related("columns")
+        return Response([table_output(t) for t in tables])
 
     @extend_schema(tags=TAG, request=TableCreateSerializer, responses={201: TableOutputSerializer})
     def post(self, request: Request) -> Response:

@@ -173,6 +173,21 @@ def test_rename_a_table_and_change_its_description(admin_api, plans):
     assert admin_api.get(f"{URL}customers/rows/").json()["count"] == 4
 
 
+def test_renaming_a_table_to_a_taken_name_is_400(admin_api, plans):
+    services.table_create(name="other")
+    response = admin_api.patch(f"{URL}other/", {"name": "plans"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"name": "a table named 'plans' exists"}
+    assert sorted(Table.objects.values_list("name", flat=True)) == ["other", "plans"]
+
+
+def test_listing_tables_costs_two_queries(api, plans, django_assert_num_queries):
+    services.table_create(name="other", columns=[{"name": "x"}])
+    with django_assert_num_queries(2):
+        listed = api.get(URL).json()
+    assert [(t["name"], len(t["columns"])) for t in listed] == [("other", 1), ("plans", 5)]
+
+
 def test_delete_a_table(admin_api, plans):
     assert admin_api.delete(f"{URL}plans/").status_code == 204
     assert not Table.objects.exists()
