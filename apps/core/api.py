@@ -38,25 +38,30 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, **exc.extra}, status=exc.http_status)
     if isinstance(exc, exceptions.ValidationError | exceptions.ParseError):
-        errors = _flatten(exc.detail, "body")
+        errors = _flatten(exc.detail, "")
         message = "; ".join(f"{field}: {why}" for field, why in errors.items())
         return Response({"message": message, "errors": errors}, status=exc.status_code)
     return drf_exception_handler(exc, context)
 
 
 def _flatten(detail: Any, field: str) -> dict[str, str]:
-    """DRF's nested lists of messages -> one message per field, like the services give."""
+    """DRF's nested messages -> one message per field (``columns[1].type``), as the
+    services give them; errors about the whole body are under ``body``."""
     if isinstance(detail, dict):
         errors: dict[str, str] = {}
         for name, value in detail.items():
-            key = field if name == "non_field_errors" else str(name)
-            errors.update(_flatten(value, key))
+            if name == "non_field_errors":
+                errors.update(_flatten(value, field))
+            elif isinstance(name, int):  # a ListSerializer's errors are keyed by index
+                errors.update(_flatten(value, f"{field}[{name}]"))
+            else:
+                errors.update(_flatten(value, f"{field}.{name}" if field else str(name)))
         return errors
     if isinstance(detail, list):
         if all(not isinstance(item, dict | list) for item in detail):
-            return {field: " ".join(str(item) for item in detail)}
+            return {field or "body": " ".join(str(item) for item in detail)}
         errors = {}
         for index, item in enumerate(detail):
             errors.update(_flatten(item, f"{field}[{index}]"))
         return errors
-    return {field: str(detail)}
+    return {field or "body": str(detail)}

@@ -41,10 +41,8 @@ def table_update(*, table: Table, name: str | None = None,
 def column_edit(*, column: Column, name: Any = UNSET, type: Any = UNSET, options: Any = UNSET,
                 required: bool | None = None, default: Any = UNSET,
                 unique: bool | None = None, indexed: bool | None = None) -> Column:
-    """Rename, change the type (or a choice column's options), then the rules, in that
-    order, so new rules are checked against converted values."""
-    if name is not UNSET and name != column.name:
-        column = column_rename(column=column, name=name)
+    """Change the type (or a choice column's options), the rules, then the name: rules are
+    checked against converted values, and errors name the column as the caller knows it."""
     if type is not UNSET or options is not UNSET:
         target = column.type if type is UNSET else type
         kept = column.options if target == Column.Type.CHOICE else None
@@ -53,4 +51,6 @@ def column_edit(*, column: Column, name: Any = UNSET, type: Any = UNSET, options
     if (required, unique, indexed) != (None, None, None) or default is not UNSET:
         column = column_update(column=column, required=required, default=default,
                                unique=unique, indexed=indexed)
+    if name is not UNSET and name != column.name:
+        column = column_rename(column=column, name=name)
     return column
