@@ -6,7 +6,12 @@ from typing import Any
 
 
 class ApplicationError(Exception):
-    """A request a service refuses: ``message`` for people, ``extra`` for machines."""
+    """A request a service refuses: ``message`` for people, ``extra`` for machines.
+
+    ``http_status`` is what the REST API answers (a subclass for conflicts says 409).
+    """
+
+    http_status = 400
 
     def __init__(self, message: str, extra: dict[str, Any] | None = None):
         super().__init__(message)

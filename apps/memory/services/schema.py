@@ -29,6 +29,8 @@ BATCH = 500
 class SchemaChangeError(MemoryValidationError):
     """A column change refused because of the rows; ``rows`` are the ids that block it."""
 
+    http_status = 409  # the request is fine; the table's current rows are in the way
+
     def __init__(self, field: str, why: str, rows: list[int]):
         self.rows = rows
         super().__init__({field: f"{why} (rows {_ids(rows)})" if rows else why})

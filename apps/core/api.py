@@ -1,0 +1,67 @@
+"""REST plumbing shared by every app's ``apis.py``: the deny-by-default permission, the
+staff-for-writes permission, and the one exception handler that turns a service's
+``ApplicationError`` into JSON (STYLE.md, "The shape of a feature")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, permissions
+
+from apps.core.exceptions import ApplicationError
+
+
+class DenyAll(permissions.BasePermission):
+    """The default: an endpoint that forgot to choose a permission answers no one."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return False
+
+
+class StaffWrites(permissions.BasePermission):
+    """Signed-in users read; only staff write (schema changes)."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or user.is_staff
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
+    """``ApplicationError`` -> its ``http_status`` (400 unless it says otherwise) with
+    ``{"message", **extra}``; DRF's own validation errors get the same ``errors`` shape."""
+    # Imported here: rest_framework.views reads the settings that name this module.
+    from rest_framework.response import Response
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    if isinstance(exc, ApplicationError):
+        return Response({"message": exc.message, **exc.extra}, status=exc.http_status)
+    if isinstance(exc, exceptions.ValidationError | exceptions.ParseError):
+        errors = _flatten(exc.detail, "")
+        message = "; ".join(f"{field}: {why}" for field, why in errors.items())
+        return Response({"message": message, "errors": errors}, status=exc.status_code)
+    return drf_exception_handler(exc, context)
+
+
+def _flatten(detail: Any, field: str) -> dict[str, str]:
+    """DRF's nested messages -> one message per field (``columns[1].type``), as the
+    services give them; errors about the whole body are under ``body``."""
+    if isinstance(detail, dict):
+        errors: dict[str, str] = {}
+        for name, value in detail.items():
+            if name == "non_field_errors":
+                errors.update(_flatten(value, field))
+            elif isinstance(name, int):  # a ListSerializer's errors are keyed by index
+                errors.update(_flatten(value, f"{field}[{name}]"))
+            else:
+                errors.update(_flatten(value, f"{field}.{name}" if field else str(name)))
+        return errors
+    if isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            return {field or "body": " ".join(str(item) for item in detail)}
+        errors = {}
+        for index, item in enumerate(detail):
+            errors.update(_flatten(item, f"{field}[{index}]"))
+        return errors
+    return {field or "body": str(detail)}
