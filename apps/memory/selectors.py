@@ -113,6 +113,7 @@ def _system_condition(name: str, spec: Any) -> Any:
                "is_null": "isnull"}
     q = Q()
     for op, operand in specs.items():
+        _check_system_operand(name, field, op, operand)
         if op == "not":
             q &= ~Q(**{field: operand})
         elif op in lookups:
@@ -120,6 +121,20 @@ def _system_condition(name: str, spec: Any) -> Any:
         else:
             raise ValueError(f"{op} does not apply to {name}")
     return q
+
+
+def _check_system_operand(name: str, field: str, op: str, operand: Any) -> None:
+    """A bad id or time would raise Django's own error when the query runs: name it."""
+    from django.core.exceptions import ValidationError
+
+    if op == "is_null":
+        return
+    model_field = Row._meta.pk if field == "pk" else Row._meta.get_field(field)
+    for value in operand if op == "in" and isinstance(operand, list | tuple) else [operand]:
+        try:
+            model_field.to_python(value)
+        except ValidationError:
+            raise ValueError(f"{value!r} is not a valid {name}") from None
 
 
 def _ordering(order_by: str | list[str] | None, columns: list[Column]) -> list[Any]:

@@ -128,8 +128,8 @@ def column_update(*, column: Column, required: bool | None = None, default: Any 
                   options: list | None = None) -> Column:
     """Change a column's rules; refused while existing rows would break them."""
     lock_table(column.table_id, exclusive=True)
-    if options is not None:
-        return column_change_type(column=column, type=column.type, options=options)
+    if options is not None:  # the new options first; the other rules then apply on top
+        column = column_change_type(column=column, type=column.type, options=options)
     values = list(_values(column))
     if required and not column.required:
         holding = {pk for pk, _ in values}

@@ -70,6 +70,9 @@ def test_order_by_a_column_and_limit(tasks):
                                                           "with a text operand"}),
     ({"where": {"points": {"in": 3}}}, {"points": "in takes a list of values"}),
     ({"where": {"due": {"is_null": "yes"}}}, {"due": "is_null takes true or false"}),
+    ({"where": {"created_at": {"gte": "soon"}}}, {"created_at": "'soon' is not a valid "
+                                                                "created_at"}),
+    ({"where": {"id": {"in": [1, "x"]}}}, {"id": "'x' is not a valid id"}),
     ({"order_by": "colour"}, {"order_by": "unknown field 'colour'"}),
     ({"limit": -1}, {"limit": "expected an integer from 0 to 10000"}),
 ])

@@ -146,3 +146,15 @@ def test_making_a_column_required_is_refused_while_rows_lack_it(notes):
         services.column_update(column=column(table, "n"), required=True)
 
     assert caught.value.rows == [ids[2]]
+
+
+def test_new_options_and_other_rules_change_together(db):
+    table = services.table_create(name="plans", columns=[
+        {"name": "plan", "type": "choice", "options": ["free", "pro"]}])
+    services.row_create(table=table, data={"plan": "free"})
+
+    services.column_update(column=column(table, "plan"), options=["free", "pro", "team"],
+                           required=True, indexed=True)
+
+    plan = column(table, "plan")
+    assert (plan.options, plan.required, plan.indexed) == (["free", "pro", "team"], True, True)
