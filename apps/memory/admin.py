@@ -484,7 +484,7 @@ class RowAdmin(RefusalsOnForm, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Row, form: Any, change: bool) -> None:
         try:
             if change:
-                row_update(row=obj, data=form.values(), from_text=True)
+                row_update(row=obj, data=form.changed_values(), from_text=True)
             else:
                 table = self.table_of(request)
                 row = row_create(table=table, data=form.values(), from_text=True)

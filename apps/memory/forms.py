@@ -161,8 +161,11 @@ class RowForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             for column in self.columns:
-                self.initial[column.name] = initial_value(
-                    column, self.instance.data.get(column.key))
+                value = self.instance.data.get(column.key)
+                self.initial[column.name] = initial_value(column, value)
+                if column.type == T.CHOICE and value is not None and value not in column.options:
+                    # An option removed since: show it rather than blank the select.
+                    self.fields[column.name].widget.choices.append((value, value))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -170,8 +173,15 @@ class RowForm(forms.ModelForm):
         return cleaned
 
     def values(self) -> dict[str, Any]:
-        """Field values by column name, for ``row_create`` / ``row_update(from_text=True)``."""
+        """Field values by column name, for ``row_create(from_text=True)``."""
         return {c.name: self.cleaned_data.get(c.name) for c in self.columns}
+
+    def changed_values(self) -> dict[str, Any]:
+        """Only the fields a person changed, for ``row_update``: a field left alone keeps
+        its stored value exactly (a datetime input drops microseconds; a choice may hold
+        an option removed since)."""
+        return {name: value for name, value in self.values().items()
+                if name in self.changed_data}
 
 
 def row_form_class(columns: list[Column], refusals: list[Refusal]) -> type[RowForm]:
