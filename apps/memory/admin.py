@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import transaction
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -124,6 +126,10 @@ class TableAdmin(RefusalsOnForm, admin.ModelAdmin):
     search_fields = ["name", "description"]
     readonly_fields = ["rows_link", "created_at", "updated_at"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Table]:
+        return super().get_queryset(request).annotate(
+            row_count=Count("rows")).prefetch_related("columns")
+
     def get_fieldsets(self, request: HttpRequest, obj: Table | None = None) -> list:
         if obj is None:
             return [(None, {"fields": ["name", "description"]})]
@@ -155,7 +161,7 @@ class TableAdmin(RefusalsOnForm, admin.ModelAdmin):
             return "-"
         return format_html('<a href="{}">{} rows</a> · <a href="{}">import CSV</a>',
                            changelist_url(Row, **{TABLE_PARAM: table.pk}),
-                           table.rows.count(),
+                           getattr(table, "row_count", None) or table.rows.count(),
                            reverse("admin:memory_table_import", args=[table.pk]))
 
     # -- saving: through the services, in the admin's transaction
@@ -193,7 +199,7 @@ class TableAdmin(RefusalsOnForm, admin.ModelAdmin):
     # -- CSV import
     def import_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         table = get_object_or_404(Table, pk=object_id)
-        if not self.has_change_permission(request, table):
+        if not request.user.has_perm(f"{Row._meta.app_label}.add_row"):
             return HttpResponse(status=403)
         form = CsvImportForm(request.POST or None, request.FILES or None)
         errors: dict[str, str] = {}
@@ -357,6 +363,30 @@ class DateFilter(ColumnFilter):
         return {"gte": since, "lt": until}
 
 
+class TableFilter(admin.SimpleListFilter):
+    """Choose the table. Its links drop the column filters, search, sort and page of the
+    table shown now: another table has other columns, and Django would refuse them."""
+
+    title = "table"
+    parameter_name = TABLE_PARAM
+    left_behind = ["col_", "o", "q", "p"]  # prefixes of query parameters
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list:
+        return list(Table.objects.values_list("pk", "name"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Row]) -> QuerySet[Row]:
+        return queryset.filter(table_id=self.value()) if self.value() else queryset
+
+    def choices(self, changelist: Any) -> Any:
+        yield {"selected": self.value() is None, "display": "All",
+               "query_string": changelist.get_query_string(
+                   remove=[self.parameter_name, *self.left_behind])}
+        for pk, name in self.lookup_choices:
+            yield {"selected": self.value() == str(pk), "display": name,
+                   "query_string": changelist.get_query_string({self.parameter_name: pk},
+                                                               self.left_behind)}
+
+
 FILTERS = {T.CHOICE: ChoiceFilter, T.BOOLEAN: BooleanFilter, T.DATE: DateFilter,
            T.DATETIME: DateFilter}
 
@@ -400,8 +430,8 @@ class RowAdmin(RefusalsOnForm, admin.ModelAdmin):
         return request.memory_list_display
 
     def get_list_filter(self, request: HttpRequest) -> list:
-        return ["table", *(column_filter(c) for c in self.columns_of(request)
-                           if c.type in FILTERS)]
+        return [TableFilter, *(column_filter(c) for c in self.columns_of(request)
+                               if c.type in FILTERS)]
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         return ["data"]  # shows the search box; get_search_results does the searching
@@ -449,7 +479,12 @@ class RowAdmin(RefusalsOnForm, admin.ModelAdmin):
         table = self.table_of(request)
         if table is None or not self.has_view_permission(request):
             return HttpResponseRedirect(changelist_url(Row))
-        rows = self.get_changelist_instance(request).queryset
+        try:
+            rows = self.get_changelist_instance(request).queryset
+        except IncorrectLookupParameters:
+            self.message_user(request, "These filters do not fit the table; nothing "
+                                       "exported.", level=messages.ERROR)
+            return HttpResponseRedirect(changelist_url(Row, **{TABLE_PARAM: table.pk}))
         response = HttpResponse(csv_export(table=table, rows=rows),
                                 content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{table.name}.csv"'
@@ -500,8 +535,9 @@ class RowAdmin(RefusalsOnForm, admin.ModelAdmin):
         row_delete(row=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Row]) -> None:
-        for row in queryset:
-            row_delete(row=row)
+        with transaction.atomic():  # all selected rows or none
+            for row in queryset:
+                row_delete(row=row)
 
     def response_add(self, request: HttpRequest, obj: Row, post_url_continue: Any = None
                      ) -> HttpResponse:

@@ -295,6 +295,17 @@ def test_filters_and_search_narrow_the_rows(admin_client, contacts, params, expe
     assert emails(response) == expected
 
 
+def test_the_table_filter_leaves_the_other_tables_column_filters_behind(admin_client,
+                                                                       contacts):
+    other = services.table_create(name="other", columns=[{"name": "x", "type": "text"}])
+
+    response = admin_client.get(rows_url(contacts, col_plan="free", q="lee"))
+
+    content = response.content.decode()
+    assert f'href="?table__id__exact={other.pk}"' in content
+    assert admin_client.get(f"{ROWS}?table__id__exact={other.pk}").status_code == 200
+
+
 def test_a_date_filter_finds_this_years_rows(admin_client, contacts):
     import datetime as dt
 
@@ -439,6 +450,16 @@ def upload(client, table: Table, text: str):
     return client.post(url, {"file": file})
 
 
+def test_the_import_page_names_the_columns_and_the_rule(admin_client, contacts):
+    url = reverse("admin:memory_table_import", args=[contacts.pk])
+
+    page = admin_client.get(url).content.decode()
+
+    assert "(email, name, age, vip, plan, joined, notes, meta)" in page
+    assert "all or nothing" in page
+    assert 'type="file" name="file"' in page
+
+
 def test_csv_import_adds_every_line(admin_client, contacts):
     response = upload(admin_client, contacts,
                       "email,age,plan\ndee@example.com,27,pro\neve@example.com,,free\n")
@@ -485,6 +506,7 @@ def test_the_row_list_links_to_export_with_its_filters(admin_client, contacts):
     content = admin_client.get(rows_url(contacts, col_plan="free")).content.decode()
 
     assert f"{EXPORT}?table__id__exact={contacts.pk}&amp;col_plan=free" in content
+    assert f'href="{ADD_ROW}?table={contacts.pk}" class="addlink"' in content
 
 
 # -- indexes: PostgreSQL builds them after the admin's transaction commits -------------------
