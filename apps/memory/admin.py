@@ -304,6 +304,8 @@ def column_display(column: Column) -> Callable[[Row], Any]:
         value = row.data.get(column.key)
         if column.type == T.BOOLEAN or value is None:
             return value
+        if column.type == T.DATETIME:
+            return dt.datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S UTC")
         return preview(value) if column.type == T.JSON else str(value)
 
     show.__name__ = f"col_{column.name}"  # the header's CSS class: column-col_<name>

@@ -159,13 +159,14 @@ class RowForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            for column in self.columns:
-                value = self.instance.data.get(column.key)
-                self.initial[column.name] = initial_value(column, value)
-                if column.type == T.CHOICE and value is not None and value not in column.options:
-                    # An option removed since: show it rather than blank the select.
-                    self.fields[column.name].widget.choices.append((value, value))
+        for column in self.columns:
+            # A new row shows each default: what the form shows is what gets stored.
+            value = self.instance.data.get(column.key) if self.instance.pk else column.default
+            if value is not None:
+                self.initial.setdefault(column.name, initial_value(column, value))
+            if column.type == T.CHOICE and value is not None and value not in column.options:
+                # An option removed since: show it rather than blank the select.
+                self.fields[column.name].widget.choices.append((value, value))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -329,6 +329,16 @@ def test_a_row_is_added_through_the_form(admin_client, contacts):
         "joined": "2024-02-29", "notes": "line one\nline two", "meta": {"tags": ["a"]}}
 
 
+def test_a_new_row_form_shows_the_defaults(admin_client, contacts):
+    services.column_update(column=column(contacts, "plan"), default="free")
+    services.column_update(column=column(contacts, "vip"), default=True)
+
+    form = admin_client.get(f"{ADD_ROW}?table={contacts.pk}").context["adminform"].form
+
+    assert (form["plan"].value(), form["vip"].value(), form["age"].value()) == (
+        "free", True, None)
+
+
 def test_the_row_form_has_a_widget_per_type(admin_client, contacts):
     page = admin_client.get(f"{ADD_ROW}?table={contacts.pk}").content.decode()
 
