@@ -49,15 +49,17 @@ class ColumnForm(forms.ModelForm):
     """One column. ``options`` and ``default`` are typed as text and parsed here, so a
     person writes ``free, pro`` and ``free`` rather than JSON."""
 
-    options = forms.CharField(required=False, help_text="Choice columns: the options, "
-                                                        "separated by commas.")
-    default = forms.CharField(required=False, help_text="Filled in when a row has no value.")
+    options = forms.CharField(required=False, widget=forms.TextInput(attrs={"size": 16}),
+                              help_text="Choice columns: the options, separated by commas.")
+    default = forms.CharField(required=False, widget=forms.TextInput(attrs={"size": 12}),
+                              help_text="Filled in when a row has no value.")
     force = forms.BooleanField(required=False, label="force removal",
                                help_text="Remove even though rows hold values in it.")
 
     class Meta:
         model = Column
         fields = ["name", "type", "options", "required", "default", "unique", "indexed"]
+        widgets = {"name": forms.TextInput(attrs={"size": 16})}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -89,15 +91,16 @@ class ColumnFormSet(forms.BaseInlineFormSet):
 
     def clean(self) -> None:
         super().clean()
-        deleted = []
+        deleted = {}
         for form in self.forms:
-            if add_refusals(form, self.refusals) and form in self.deleted_forms:
-                deleted.append(form)
+            marked = getattr(form, "cleaned_data", {}).get("DELETE")
+            if add_refusals(form, self.refusals) and marked:
+                deleted[form.prefix] = form.initial.get("name")
         # A form marked for deletion does not count in is_valid(), so say it once more
         # where it does: above the columns.
         if deleted:
-            raise ValidationError([why for prefix, _, why in self.refusals
-                                   if prefix in {f.prefix for f in deleted}])
+            raise ValidationError([f"{deleted[prefix]}: {why}"
+                                   for prefix, _, why in self.refusals if prefix in deleted])
 
 
 # -- rows --------------------------------------------------------------------------------

@@ -193,7 +193,8 @@ def test_removing_a_column_that_holds_values_needs_force(admin_client, contacts)
     message = (f"rows hold values in this column; remove it with force to drop them "
                f"(rows {ids[0]}, {ids[1]})")
     assert inline_errors(response)[2] == {"force": [message]}
-    assert message in response.content.decode()
+    [formset] = response.context["inline_admin_formsets"]
+    assert formset.formset.non_form_errors() == [f"age: {message}"]
     assert Column.objects.filter(table=contacts, name="age").exists()
     assert [r.get("age") for r in rows_of(contacts)] == [31, 40, None]
 
@@ -219,6 +220,16 @@ def test_a_type_change_that_does_not_convert_lists_the_blocking_rows(admin_clien
     assert message == (f"cannot change text to integer: expected an integer, got 'Ann Lee' "
                        f"(rows {ann}, {bob}, {ann + 2})")
     assert column(contacts, "name").type == "text"
+
+
+def test_a_refused_removal_is_named_above_the_columns_beside_other_refusals(admin_client,
+                                                                           contacts):
+    response = change_table(admin_client, contacts, edits={
+        "name": {"type": "integer"}, "age": {"DELETE": True}})
+
+    [formset] = response.context["inline_admin_formsets"]
+    assert formset.formset.non_form_errors()[0].startswith("age: rows hold values")
+    assert list(inline_errors(response)[1]) == ["type"]
 
 
 def test_a_type_change_that_converts_goes_through(admin_client, contacts):
