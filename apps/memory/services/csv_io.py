@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from apps.memory.models import Column, Row, Table
 from apps.memory.services.locks import lock_table
@@ -124,13 +125,17 @@ def _error(errors: dict[str, str]) -> CsvImportError:
     return CsvImportError(errors, message=f"nothing imported: {text}")
 
 
-def csv_export(*, table: Table) -> str:
-    """The table as CSV: a header of column names, empty cells for empty values."""
+def csv_export(*, table: Table, rows: QuerySet[Row] | None = None) -> str:
+    """The table as CSV: a header of column names, empty cells for empty values.
+
+    ``rows``: only these rows of the table, in their order (the admin's filtered list).
+    """
     columns = columns_of(table)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([c.name for c in columns])
-    for data in Row.objects.filter(table=table).order_by("pk").values_list("data", flat=True):
+    rows = Row.objects.order_by("pk") if rows is None else rows
+    for data in rows.filter(table=table).values_list("data", flat=True):
         writer.writerow(["" if data.get(c.key) is None else as_text(data[c.key], c.type)
                          for c in columns])
     return out.getvalue()
