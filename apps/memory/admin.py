@@ -50,7 +50,7 @@ from apps.memory.services import (
     table_create,
     table_delete,
 )
-from apps.memory.services.tables import table_update
+from apps.memory.services.edits import table_update
 from apps.memory.validation import TEXTUAL
 from apps.runs.admin import admin_link, preview
 

@@ -85,11 +85,3 @@ def table_get_or_infer(*, name: str, sample: Any) -> Table:
         if "name" in exc.errors and Table.objects.filter(name=name).exists():
             return Table.objects.get(name=name)  # a concurrent first store made it
         raise
-
-
-@transaction.atomic
-def table_update(*, table: Table, description: str) -> Table:
-    """Change what a table is for; its name is how scripts reach it, so it stays."""
-    table.description = description if isinstance(description, str) else ""
-    table.save(update_fields=["description", "updated_at"])
-    return table
