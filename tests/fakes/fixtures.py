@@ -42,3 +42,13 @@ def fake_openai_process(tmp_path: Path) -> Iterator[FakeOpenAIProcess]:
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture
+def openai_env(fake_openai, monkeypatch) -> FakeOpenAIServer:
+    """The real openai client pointed at the fake server, with quick retries."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("FLOWOPS_AI_BACKOFF_S", "0.01")
+    monkeypatch.setenv("FLOWOPS_AI_TIMEOUT", "1")
+    return fake_openai

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from apps.runs.models import Reservation, Run, RunBudget, StepRun
 from apps.runs.services.runs import run_create, run_resume, run_start
 from flowops import UsageLimits
 from tests.apps.runs.conftest import EMBEDDED
-from tests.fakes.fixtures import fake_openai  # noqa: F401
 
 pytestmark = EMBEDDED
 
@@ -38,15 +35,6 @@ ASK = """
 
     pipeline = ask >> order
 """
-
-
-@pytest.fixture
-def openai_env(fake_openai, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("FLOWOPS_AI_BACKOFF_S", "0.01")
-    monkeypatch.setenv("FLOWOPS_AI_TIMEOUT", "1")
-    return fake_openai
 
 
 def _run(make_flow, source: str, data, *, usd: str | None = None, tokens: int | None = None):

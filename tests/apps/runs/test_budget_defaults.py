@@ -17,7 +17,6 @@ from apps.workflows.services import workflow_version_from_path
 from flowops import UsageLimits
 from flowops.exceptions import ScriptError
 from tests.apps.runs.conftest import EMBEDDED
-from tests.fakes.fixtures import fake_openai  # noqa: F401
 
 pytestmark = EMBEDDED
 
@@ -44,15 +43,6 @@ ASK = """
 
     pipeline = ask >> again
 """
-
-
-@pytest.fixture
-def openai_env(fake_openai, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("FLOWOPS_AI_BACKOFF_S", "0.01")
-    monkeypatch.setenv("FLOWOPS_AI_TIMEOUT", "1")
-    return fake_openai
 
 
 def set_defaults(flow, usd: str | None = None, tokens: int | None = None) -> None:

@@ -444,9 +444,11 @@ def test_on_item_failure_none_skips_the_rest_of_a_nested_item(make_flow):
     run = flow.run([1, 0, 5])
 
     assert (run.status, run.output) == (Run.Status.SUCCEEDED, [[10, 2], None, [2, 6]])
-    assert {k: v for k, v in statuses(run).items() if k.startswith("each[1]")} == {
-        "each[1]/fan": SKIPPED, "each[1]/fan/a/invert": FAILED,
-        "each[1]/fan/b/inc": SUCCEEDED, "each[1]/pick": SKIPPED}
+    item = {k: v for k, v in statuses(run).items() if k.startswith("each[1]")}
+    # the sibling branch ran or was skipped, depending on which thread came first
+    assert item.pop("each[1]/fan/b/inc") in (SUCCEEDED, SKIPPED)
+    assert item == {"each[1]/fan": SKIPPED, "each[1]/fan/a/invert": FAILED,
+                    "each[1]/pick": SKIPPED}
 
 
 # -- branch_on ---------------------------------------------------------------------------
