@@ -40,7 +40,10 @@ def index_owner(name: str) -> tuple[int, str] | None:
 
 def schedule_index_sync(table_id: int) -> None:
     if connection.vendor == "postgresql":
-        transaction.on_commit(lambda: index_sync(table_id=table_id))
+        # Robust: the schema change has committed; a failed build is logged, the column
+        # stays guarded by writers taking turns (services/locks.py), and the next
+        # index_sync (any schema change of the table) builds it again.
+        transaction.on_commit(lambda: index_sync(table_id=table_id), robust=True)
     else:
         index_sync(table_id=table_id)
 
@@ -49,7 +52,7 @@ def index_sync(*, table_id: int) -> None:
     """Create the indexes the table's columns want and drop the ones nobody wants."""
     wanted = {index_name(c): c for c in Column.objects.filter(table_id=table_id)
               if c.unique or c.indexed}
-    existing = _existing(f"{PREFIX}{table_id}\\_")
+    existing = existing_indexes(f"{PREFIX}{table_id}\\_")
     for name, valid in existing.items():
         if name not in wanted or not valid:  # an invalid one is a failed concurrent build
             _drop(name)
@@ -58,7 +61,7 @@ def index_sync(*, table_id: int) -> None:
             _create(name, column)
 
 
-def _existing(prefix: str) -> dict[str, bool]:
+def existing_indexes(prefix: str) -> dict[str, bool]:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from apps.memory.models import Column, Row, Table
-from apps.memory.services.locks import lock_table
+from apps.memory.services.locks import lock_for_write
 from apps.memory.services.rows import check_unique, columns_of, save_checked
 from apps.memory.services.schema import as_text
 from apps.memory.validation import MemoryValidationError, check_row
@@ -26,7 +26,7 @@ class CsvImportError(MemoryValidationError):
 def csv_import(*, table: Table, source: str | io.TextIOBase, workflow_id: int | None = None,
                run_id: str | None = None) -> int:
     """Insert every line of ``source`` as a row, or none of them; returns the count."""
-    lock_table(table.id, exclusive=False)
+    lock_for_write(table.id)
     columns = columns_of(table)
     stream = io.StringIO(source) if isinstance(source, str) else source
     rows, errors = _parse(stream, columns)

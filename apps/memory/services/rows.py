@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from apps.memory.expressions import ColumnValue, Condition
 from apps.memory.models import Column, Row, Table
-from apps.memory.services.locks import lock_table
+from apps.memory.services.locks import lock_for_write
 from apps.memory.validation import MemoryValidationError, check_row
 
 UNIQUE_INDEX = re.compile(r"memory_t\d+_(c[0-9a-f]+)_uq")
@@ -27,7 +27,7 @@ def row_to_dict(row: Row, columns: list[Column]) -> dict[str, Any]:
 @transaction.atomic
 def row_create(*, table: Table, data: dict[str, Any], workflow_id: int | None = None,
                run_id: str | None = None, from_text: bool = False) -> Row:
-    lock_table(table.id, exclusive=False)
+    lock_for_write(table.id)
     columns = columns_of(table)
     stored, _ = check_row(columns, data, from_text=from_text)
     check_unique(table, columns, stored)
@@ -38,7 +38,7 @@ def row_create(*, table: Table, data: dict[str, Any], workflow_id: int | None = 
 @transaction.atomic
 def row_update(*, row: Row, data: dict[str, Any], from_text: bool = False) -> Row:
     """Change the fields ``data`` names; ``None`` empties a field."""
-    lock_table(row.table_id, exclusive=False)
+    lock_for_write(row.table_id)
     # Read under a row lock: two partial updates of one row must not undo each other.
     row = Row.objects.select_for_update().select_related("table").get(pk=row.pk)
     columns = columns_of(row.table)
@@ -51,7 +51,7 @@ def row_update(*, row: Row, data: dict[str, Any], from_text: bool = False) -> Ro
 
 @transaction.atomic
 def row_delete(*, row: Row) -> None:
-    lock_table(row.table_id, exclusive=False)
+    lock_for_write(row.table_id)
     Row.objects.filter(pk=row.pk).delete()
 
 

@@ -64,10 +64,15 @@ def test_rows_of_other_tables_do_not_clash_and_empty_values_repeat():
 
 
 @ONLY_POSTGRES
-def test_concurrent_writers_store_a_unique_value_once():
-    # given a unique column and 8 threads, each with its own connection
+@pytest.mark.parametrize("index_built", [True, pytest.param(False, marks=ONLY_POSTGRES)])
+def test_concurrent_writers_store_a_unique_value_once(index_built):
+    # given a unique column (its index built, or not yet: PostgreSQL builds it after the
+    # schema change commits) and 8 threads, each with its own connection
     table = services.table_create(name="claims", columns=[
         {"name": "ticket", "type": "integer", "unique": True}])
+    if not index_built:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP INDEX "{index_name(column(table, "ticket"))}"')
     start = threading.Barrier(8)
     outcomes: list[str] = []
 
