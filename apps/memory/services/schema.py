@@ -74,6 +74,7 @@ def column_add(*, table: Table, name: str, type: str = T.TEXT, options: list | N
 def column_rename(*, column: Column, name: str) -> Column:
     """Only the name changes: rows are keyed by the column's immutable key."""
     lock_table(column.table_id, exclusive=True)
+    column = _stored(column)
     column.name = check_name(name, "name")
     _save(column)
     return column
@@ -83,6 +84,7 @@ def column_rename(*, column: Column, name: str) -> Column:
 def column_remove(*, column: Column, force: bool = False) -> None:
     """Refused while rows hold a value in it, unless ``force`` (which drops the values)."""
     lock_table(column.table_id, exclusive=True)
+    column = _stored(column)
     holding = [pk for pk, _ in _values(column)]
     if holding and not force:
         raise SchemaChangeError(column.name, "rows hold values in this column; remove it "
@@ -98,6 +100,7 @@ def column_remove(*, column: Column, force: bool = False) -> None:
 def column_change_type(*, column: Column, type: str, options: list | None = None) -> Column:
     """Convert every value to ``type``; if any does not convert, change nothing."""
     lock_table(column.table_id, exclusive=True)
+    column = _stored(column)
     target = Column(table_id=column.table_id, key=column.key, name=column.name,
                     type=_type(type), options=_options(type, options), unique=column.unique,
                     indexed=column.indexed, required=column.required)
@@ -128,6 +131,7 @@ def column_update(*, column: Column, required: bool | None = None, default: Any 
                   options: list | None = None) -> Column:
     """Change a column's rules; refused while existing rows would break them."""
     lock_table(column.table_id, exclusive=True)
+    column = _stored(column)
     if options is not None:  # the new options first; the other rules then apply on top
         column = column_change_type(column=column, type=column.type, options=options)
     values = list(_values(column))
@@ -221,6 +225,12 @@ def _refuse_duplicates(column: Column, values: Any) -> None:
     rows = sorted(pk for pks in seen.values() if len(pks) > 1 for pk in pks)
     if rows:
         raise SchemaChangeError(column.name, "rows share values, so it cannot be unique", rows)
+
+
+def _stored(column: Column) -> Column:
+    """The column as the database has it (under the table's lock): a caller's instance may
+    carry unsaved edits (a form's), which a whole-object save would write unchecked."""
+    return Column.objects.get(pk=column.pk)
 
 
 def _save(column: Column) -> None:

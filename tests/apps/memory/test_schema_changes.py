@@ -158,3 +158,18 @@ def test_new_options_and_other_rules_change_together(db):
 
     plan = column(table, "plan")
     assert (plan.options, plan.required, plan.indexed) == (["free", "pro", "team"], True, True)
+
+
+def test_unsaved_edits_on_the_callers_column_are_not_written(notes):
+    # given a caller's instance edited in memory (as a form does) but never converted
+    table, _ = notes
+    edited = column(table, "n")
+    edited.type, edited.unique = "text", True
+
+    # when it is only renamed
+    services.column_rename(column=edited, name="count")
+
+    # then the rename is stored and nothing else changed
+    stored = column(table, "count")
+    assert (stored.type, stored.unique) == ("integer", False)
+    assert [r.get("count") for r in rows_of(table)] == [1, 2, None]
