@@ -10,12 +10,28 @@ import urllib.request
 
 import pytest
 from django.contrib.auth import get_user_model
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from apps.memory.models import Row, Table
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(browser, button) -> None:
+    """Click and wait for the next page: a click returns before the browser navigates."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(browser, 15).until(lambda d: _gone(page))
+
+
+def _gone(element) -> bool:
+    try:
+        element.tag_name  # noqa: B018 - touching it raises once the page was replaced
+        return False
+    except StaleElementReferenceException:
+        return True
 
 
 def log_in(browser, live_server) -> None:
@@ -23,7 +39,7 @@ def log_in(browser, live_server) -> None:
     browser.get(f"{live_server.url}/admin/login/")
     browser.find_element(By.NAME, "username").send_keys("ada")
     browser.find_element(By.NAME, "password").send_keys("s3cret-pass")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
     assert "Site administration" in browser.page_source
 
 
@@ -35,8 +51,9 @@ def add_table(browser, live_server) -> Table:
     browser.find_element(By.CSS_SELECTOR, "#columns-group .add-row a").click()
     browser.find_element(By.NAME, "columns-1-name").send_keys("points")
     Select(browser.find_element(By.NAME, "columns-1-type")).select_by_value("integer")
-    browser.find_element(By.NAME, "_save").click()
-    assert "was added successfully" in browser.page_source
+    submit(browser, browser.find_element(By.NAME, "_save"))
+    problems = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".errornote, .errorlist")]
+    assert "was added successfully" in browser.page_source, problems
     return Table.objects.get(name="tickets")
 
 
@@ -45,7 +62,7 @@ def submit_row(browser, title: str, points: str) -> None:
         field = browser.find_element(By.NAME, name)
         field.clear()
         field.send_keys(value)
-    browser.find_element(By.NAME, "_save").click()
+    submit(browser, browser.find_element(By.NAME, "_save"))
 
 
 def test_a_person_defines_a_table_adds_a_row_and_exports_it(browser, live_server):
@@ -55,7 +72,7 @@ def test_a_person_defines_a_table_adds_a_row_and_exports_it(browser, live_server
     # a bad value is named on its field, and nothing is stored
     browser.get(f"{live_server.url}/admin/memory/row/?table__id__exact={table.pk}")
     # (the admin shows object tools in capitals, so links are found by their target)
-    browser.find_element(By.CSS_SELECTOR, ".object-tools a.addlink").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, ".object-tools a.addlink"))
     browser.execute_script("document.querySelector('[name=points]').type = 'text'")
     submit_row(browser, "Printer on fire", "lots")
     errors = browser.find_element(By.CSS_SELECTOR, ".field-points .errorlist").text
