@@ -136,10 +136,6 @@ class TableAdmin(RefusalsOnForm, admin.ModelAdmin):
         return [(None, {"fields": ["name", "description", "rows_link"]}),
                 ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]})]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Table | None = None) -> list:
-        # Scripts reach a table by name; there is no service to rename one.
-        return [*self.readonly_fields, "name"] if obj else self.readonly_fields
-
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
                  **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
@@ -172,7 +168,8 @@ class TableAdmin(RefusalsOnForm, admin.ModelAdmin):
         data = form.cleaned_data
         try:
             if change:
-                table_update(table=Table.objects.get(pk=obj.pk),
+                # Scripts reach a table by its name: a rename is theirs to follow.
+                table_update(table=Table.objects.get(pk=obj.pk), name=data["name"],
                              description=data["description"])
             else:
                 table = table_create(name=data["name"], description=data["description"])

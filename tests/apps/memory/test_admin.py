@@ -55,7 +55,7 @@ def table_post(table: Table | None, edits: dict[str, dict] | None = None,
     """The table's change (or add) form as a browser posts it: each existing column as
     stored, with ``edits`` by column name, then ``new`` columns."""
     existing = list(Column.objects.filter(table=table)) if table else []
-    data = {"description": "", **fields}
+    data = {"name": table.name if table else "", "description": "", **fields}
     for i, col in enumerate(existing):
         spec = {"id": col.pk, "table": table.pk, "name": col.name, "type": col.type,
                 "options": ", ".join(col.options), "required": col.required,
@@ -168,6 +168,21 @@ def test_the_description_changes_and_a_column_is_added_with_its_default(admin_cl
     contacts.refresh_from_db()
     assert contacts.description == "customers"
     assert [r["source"] for r in rows_of(contacts)] == ["web", "web", "web"]
+
+
+def test_a_table_is_renamed_and_a_taken_name_is_refused(admin_client, contacts):
+    services.table_create(name="leads")
+
+    taken = change_table(admin_client, contacts, name="leads")
+    renamed = change_table(admin_client, contacts, name="people")
+
+    assert taken.status_code == 200
+    assert taken.context_data["adminform"].form.errors["name"] == [
+        "Table with this Name already exists."]
+    assert renamed.status_code == 302
+    contacts.refresh_from_db()
+    assert contacts.name == "people"
+    assert len(rows_of(contacts)) == 3
 
 
 def test_renaming_a_column_keeps_its_values(admin_client, contacts):
