@@ -95,20 +95,20 @@ def _read(name: str, fn: Any, *args: Any) -> Any:
     journal = current_journal()
     if journal is None:
         return _direct(fn, *args)
-    from apps.runs.services.journal import _db
+    from apps.runs.services.journal import orm_call
 
     # The journal runs a read in the caller's thread; an async step has an event loop
     # there, where the ORM refuses to run, so the query hops to the journal's threads.
-    return journal.call(name, lambda *a: _db(fn, *a), args, {}, effect=False, returns=Any)
+    return journal.call(name, lambda *a: orm_call(fn, *a), args, {}, effect=False, returns=Any)
 
 
 def _direct(fn: Any, *args: Any, **kwargs: Any) -> Any:
     from flowops._django import ensure_django
 
     ensure_django()
-    from apps.runs.services.journal import _db
+    from apps.runs.services.journal import orm_call
 
-    return _db(fn, *args, **kwargs)
+    return orm_call(fn, *args, **kwargs)
 
 
 # -- the services, run with Django set up ------------------------------------------------

@@ -75,18 +75,18 @@ class DatabaseJournal:
     def call(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, *,
              effect: bool, returns: Any) -> Any:
         seq, args_hash = self._next(name, args, kwargs)
-        recorded = _db(lambda: self._entries.get(seq))
+        recorded = orm_call(lambda: self._entries.get(seq))
         if recorded is not None:
             return self._replay(recorded, name, args_hash, returns)
         if effect:
-            _db(self._write, seq, name, args_hash, effect, JournalEntry.State.INTENT)
+            orm_call(self._write, seq, name, args_hash, effect, JournalEntry.State.INTENT)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            _db(self._write, seq, name, args_hash, effect, JournalEntry.State.ERROR,
+            orm_call(self._write, seq, name, args_hash, effect, JournalEntry.State.ERROR,
                 error={"type": type(exc).__name__, "message": str(exc)})
             raise
-        _db(self._write, seq, name, args_hash, effect, JournalEntry.State.DONE,
+        orm_call(self._write, seq, name, args_hash, effect, JournalEntry.State.DONE,
             result=encode(result, returns))
         if effect:
             fault_point("after_activity", name)
@@ -120,7 +120,7 @@ class DatabaseJournal:
         commit in one transaction, so after a crash the entry exists exactly when the
         write does, and a resumed run replays it instead of writing again."""
         seq, args_hash = self._next(name, args, kwargs)
-        recorded = _db(lambda: self._entries.get(seq))
+        recorded = orm_call(lambda: self._entries.get(seq))
         if recorded is not None:
             return self._replay(recorded, name, args_hash, returns)
 
@@ -132,11 +132,11 @@ class DatabaseJournal:
             return result
 
         try:
-            result = _db(write)
+            result = orm_call(write)
         except ClaimLost:
             raise
         except Exception as exc:  # nothing was written: journal the refusal itself
-            _db(self._write, seq, name, args_hash, True, JournalEntry.State.ERROR,
+            orm_call(self._write, seq, name, args_hash, True, JournalEntry.State.ERROR,
                 error={"type": type(exc).__name__, "message": str(exc)})
             raise
         fault_point("after_activity", name)
@@ -148,7 +148,7 @@ class DatabaseJournal:
         ``attempts`` makes it, reserving through the meter before each attempt, and its
         usage is settled in the transaction that journals the result."""
         seq, args_hash = self._next(name, args, kwargs)
-        recorded = _db(lambda: self._entries.get(seq))
+        recorded = orm_call(lambda: self._entries.get(seq))
         if recorded is not None:
             return self._replay(recorded, name, args_hash, returns)
         done = attempts(Meter(self, name))
@@ -165,9 +165,10 @@ class DatabaseJournal:
                                 "than its reservation", run_id=self.run_id)
 
         if done.reservation is not None:
-            _db(record)
+            orm_call(record)
         else:
-            _db(self._write, seq, name, args_hash, False, JournalEntry.State.DONE, result=result)
+            orm_call(self._write, seq, name, args_hash, False, JournalEntry.State.DONE,
+                     result=result)
         return done.result
 
     # -- internals -----------------------------------------------------------------------
@@ -225,11 +226,11 @@ class Meter:
     def reserve(self, *, model: str, usd: Decimal | None, tokens: int) -> Any:
         """Hold a call's worst case; ``usd=None``: the model has no known price."""
         j = self._journal
-        return _db(budget.reserve, run_id=j.run_id, step_key=j.scope, attempt=j.attempt,
+        return orm_call(budget.reserve, run_id=j.run_id, step_key=j.scope, attempt=j.attempt,
                    call=self._call, model=model, worst=budget.Cost(usd, tokens))
 
     def release(self, reservation: Any) -> None:
-        _db(budget.release, reservation=reservation)
+        orm_call(budget.release, reservation=reservation)
 
     def settle_worst(self, reservation: Any) -> None:
         """The provider may have billed it (a timeout, a dropped connection)."""
@@ -240,7 +241,7 @@ class Meter:
                               actual=budget.Cost(reservation.usd, reservation.tokens),
                               usage={"unknown": True}, step_id=self._journal.step_id)
 
-        _db(settle)
+        orm_call(settle)
 
 
 def forget_reads(run_id: str, scope: str) -> None:
@@ -256,7 +257,8 @@ _db_threads = concurrent.futures.ThreadPoolExecutor(max_workers=4,
                                                     thread_name_prefix="flowops-journal")
 
 
-def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def orm_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` (which uses the ORM) here, or on a journal thread under an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
