@@ -66,7 +66,11 @@ class Gate:
     reason: str = ""
     arrival: Arrival | None = None  # set when finishing this step ended a fork's branch
     input: tuple[Any, Any] | None = None  # (input, context) JSON, when the claim read it
-    done: bool = False  # the step was done already (a redelivery or a duplicate)
+
+    @property
+    def done(self) -> bool:
+        """The step was done already (a redelivery or a duplicate)."""
+        return self.step is not None and self.step.status in DONE
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,7 @@ def _not_pending(run: Run, loaded: LoadedWorkflow, key: str) -> Gate:
         return Gate(Action.IGNORE, run=run, reason=f"no step {key}")
     if step.status in DONE:
         action = Action.IGNORE if _continued(run, loaded.plan, key) else Action.RESEND
-        return Gate(action, run=run, step=step, loaded=loaded, reason="already done",
-                    done=True)
+        return Gate(action, run=run, step=step, loaded=loaded, reason="already done")
     if step.status == Status.PENDING:  # the claim found a predecessor not done
         waits = ", ".join(loaded.plan.predecessors(key))
         return Gate(Action.IGNORE, run=run, step=step, reason=f"waits for {waits}")
@@ -512,9 +515,7 @@ def run_fail(run_id: str, key: str, exc: BaseException) -> None:
     """Fail a running run for an error before its step could start (the step stays pending,
     so a resume retries it once the cause is fixed)."""
     log.error("run %s failed before step %s: %s", run_id, key, exc, exc_info=exc)
-    Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
-        status=Run.Status.FAILED, finished_at=Now(),
-        error={"step_key": key, "type": type(exc).__name__, "message": str(exc)})
+    _fail_run(run_id, key, type(exc).__name__, str(exc))
 
 
 def _fail(run: Run, step: StepRun, error: dict, *, fence: bool = True) -> None:
@@ -523,9 +524,13 @@ def _fail(run: Run, step: StepRun, error: dict, *, fence: bool = True) -> None:
         if fence:
             rows = rows.filter(attempt=step.attempt)
         rows.update(status=Status.FAILED, error=error, finished_at=Now())
-        Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
-            status=Run.Status.FAILED, finished_at=Now(),
-            error={"step_key": step.key, "type": error["type"], "message": error["message"]})
+        _fail_run(run.id, step.key, error["type"], error["message"])
+
+
+def _fail_run(run_id: str, key: str, kind: str, message: str) -> None:
+    Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
+        status=Run.Status.FAILED, finished_at=Now(),
+        error={"step_key": key, "type": kind, "message": message})
 
 
 def _pause(run: Run, step: StepRun, node_step: Step) -> str:
