@@ -175,14 +175,17 @@ def _continued(run: Run, plan: Plan, key: str) -> bool:
     ends = plan.arrival(key)
     if ends is not None:
         return not _join_waits(run.id, ends[0].key)
-    status, decisions = subtree_state(run.id)
     ref, tag = plan.locate(key)
+    status, decisions = scope_state(run.id, ref.prefix)
     nxt = plan.node_frontier(ref, status, decisions) if tag else plan.after(key, status,
                                                                              decisions)
     first = _first_calls(nxt)
     if any(call.task == "finish" for call in first):
         return False  # the run is still running, so its finish was not done
-    return not first or any(status.get(call.key) != Status.PENDING for call in first)
+    # The first call may be the enclosing composite's join or exit test, outside the scope.
+    started = StepRun.objects.filter(run_id=run.id, key__in=[c.key for c in first]).exclude(
+        status=Status.PENDING)
+    return not first or started.exists()
 
 
 def _first_calls(part: Any) -> list[Call]:
@@ -257,6 +260,12 @@ def input_source(plan: Plan, ref: Ref) -> tuple[str, int | None] | None:
     if owner is not None and owner.node.kind == "map":
         return f"{owner.key}@items", int(how)
     return None
+
+
+def scope_state(run_id: str, prefix: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """``subtree_state`` of the scope a node instance sits in (its key prefix): what
+    follows a node in its scope needs no other rows (the root's scope is the whole run)."""
+    return subtree_state(run_id, prefix or None)
 
 
 def resolve_input(run: Run, plan: Plan, ref: Ref) -> tuple[Any, Any]:
@@ -745,7 +754,7 @@ def continuation(gate: Gate) -> list[Any]:
     plan, run_id, key = gate.loaded.plan, gate.run.id, gate.step.key
     ends = plan.arrival(key)
     if ends is None:
-        status, decisions = subtree_state(run_id)
+        status, decisions = scope_state(run_id, plan.locate(key)[0].prefix)
         rest = plan.after(key, status, decisions)
         return [rest] if rest is not None else []
     fork, _ = ends
