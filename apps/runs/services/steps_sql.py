@@ -41,6 +41,10 @@ _SPENT = ("((b.limit_usd IS NOT NULL AND b.spent_usd >= b.limit_usd) OR "
           "(b.limit_tokens IS NOT NULL AND b.spent_tokens >= b.limit_tokens))")
 
 
+# One branch of a fork arrives: its join row counts it.
+_ARRIVE = f"UPDATE {STEP} SET branches_open = branches_open - 1 WHERE run_id = %s AND key = %s"
+
+
 def read_head(run_id: str) -> Head | None:
     sql = (f"SELECT r.status, r.version_id, CASE WHEN {_SPENT} THEN 1 ELSE 0 END "
            f"FROM {RUN} r LEFT JOIN {BUDGET} b ON b.run_id = r.id WHERE r.id = %s")
@@ -159,8 +163,7 @@ def _checkpoint_postgres(checkpoint_sql: str, params: list, run_id: str,
                f"SELECT (SELECT count(*) FROM done), NULL")
     else:
         sql = (f"WITH done AS ({checkpoint_sql} RETURNING id), arrived AS ("
-               f"UPDATE {STEP} SET branches_open = branches_open - 1 WHERE run_id = %s "
-               f"AND key = %s AND EXISTS (SELECT 1 FROM done) RETURNING branches_open) "
+               f"{_ARRIVE} AND EXISTS (SELECT 1 FROM done) RETURNING branches_open) "
                f"SELECT (SELECT count(*) FROM done), (SELECT branches_open FROM arrived)")
         params = [*params, run_id, fork_key]
     durable = settings.FLOWOPS_DURABLE_CHECKPOINTS
@@ -181,10 +184,8 @@ def arrive(run_id: str, fork_key: str) -> int:
 
     The row lock serialises arrivals, so exactly one branch sees 0.
     """
-    sql = (f"UPDATE {STEP} SET branches_open = branches_open - 1 WHERE run_id = %s AND "
-           f"key = %s RETURNING branches_open")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [run_id, fork_key])
+        cursor.execute(f"{_ARRIVE} RETURNING branches_open", [run_id, fork_key])
         row = cursor.fetchone()
     return 0 if row is None or row[0] is None else row[0]
 
