@@ -144,15 +144,19 @@ class Worker:
         self.env = child_env(**extra_env)
         self.process: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        return [str(ROOT / ".venv" / "bin" / "celery"), "-A", "workers", "worker",
+                "--pool", "prefork", "--concurrency", str(self.concurrency), *self.options()]
+
+    def options(self) -> list[str]:
+        return ["-l", "warning", "-n", f"{self.name}@%h", "-I", "bench_tasks",
+                "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
     def start(self) -> Worker:
         from workers.celery import app
 
-        cmd = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "workers", "worker",
-               "--pool", "prefork", "--concurrency", str(self.concurrency), "-l", "warning",
-               "-n", f"{self.name}@%h", "-I", "bench_tasks",
-               "--without-gossip", "--without-mingle", "--without-heartbeat"]
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log,
+        self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         deadline = time.monotonic() + 60

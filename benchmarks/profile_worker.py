@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import pstats
-import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -30,24 +28,10 @@ class ProfiledWorker(bd.Worker):
         super().__init__(name, concurrency=1)
         self.prof = prof
 
-    def start(self) -> ProfiledWorker:
-        from workers.celery import app
-
-        cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "cProfile", "-o", str(self.prof),
-               str(ROOT / ".venv" / "bin" / "celery"), "-A", "workers", "worker",
-               "--pool", "solo", "-l", "warning", "-n", f"{self.name}@%h", "-I", "bench_tasks",
-               "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(self.log_path.read_text()[-4000:])
-            if any(self.name in k for r in app.control.ping(timeout=0.5) for k in r):
-                return self
-        raise RuntimeError("worker not ready")
+    def command(self) -> list[str]:
+        return [str(ROOT / ".venv" / "bin" / "python"), "-m", "cProfile", "-o", str(self.prof),
+                str(ROOT / ".venv" / "bin" / "celery"), "-A", "workers", "worker",
+                "--pool", "solo", *self.options()]
 
 
 def main() -> None:
