@@ -1,9 +1,10 @@
 """Executing one node of a run: claim, run, checkpoint (CONTRACTS.md §3, §5, §6).
 
-The task base class calls ``gate`` before any body runs; the step, decide, join and
-finish tasks then call ``step_execute``, ``decide_execute``, ``join_execute`` and
-``run_finish``. Everything here reads its input from checkpoints and writes its output
-as one: only ``(run_id, key)`` travels between tasks.
+The task base class calls ``fast_gate`` (the usual one-statement claim) or ``gate``
+before any body runs; the step, decide, join and finish tasks then call ``step_execute``,
+``decide_execute``, ``join_execute`` and ``run_finish``; on Celery, a task at the end of
+its chain sends ``continuation``. Everything here reads its input from checkpoints and
+writes its output as one: only ``(run_id, key)`` travels between tasks.
 """
 
 from __future__ import annotations
