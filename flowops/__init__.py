@@ -24,10 +24,11 @@ from flowops.exceptions import (
 from flowops.runner import Flujo
 from flowops.state import SQLiteBackend
 from flowops.telemetry import init_telemetry
+from flowops.triggers import trigger
 from flowops.usage import UsageLimits
 
 _LAZY = {"ai": "flowops.ai", "make_agent": "flowops.ai", "make_agent_async": "flowops.ai",
-         "memory": "flowops.memory"}
+         "memory": "flowops.memory", "start_run": "flowops.runs"}
 
 
 def __getattr__(name: str):
@@ -73,6 +74,8 @@ __all__ = [
     "make_agent_async",
     "now",
     "random",
+    "start_run",
     "step",
+    "trigger",
     "uuid",
 ]

@@ -88,3 +88,13 @@ class NonDeterminismError(RunStop):
 
 class StepTimeout(RunStop):
     """A step ran longer than its ``timeout_s``."""
+
+
+class RunWaiting(BaseException):  # noqa: N818 (a control-flow signal, like GeneratorExit)
+    """Raised through a script by ``start_run(wait=True)`` while the child still runs: the
+    engine pauses the parent until the child ends. A BaseException, so that a script's
+    ``except Exception`` does not swallow it."""
+
+    def __init__(self, child_id: str):
+        super().__init__(child_id)
+        self.child_id = child_id

@@ -109,7 +109,7 @@ class Flujo:
             except ApplicationError as exc:
                 raise UserError(exc.message) from None
         run.refresh_from_db()
-        if run.driver == "celery":
+        if run.driver == "celery" or run.waiting_on:
             run = wait_for(run.id)
         return run
 

@@ -103,6 +103,8 @@ FLOWOPS_DURABLE_CHECKPOINTS = env.bool("FLOWOPS_DURABLE_CHECKPOINTS", default=Tr
 # A Celery step task runs the next steps of its chain itself (no broker hop) while it has
 # run for less than this; 0 sends every step through the broker.
 FLOWOPS_INLINE_SECONDS = env.float("FLOWOPS_INLINE_SECONDS", default=1.0)
+# Directories of workflow scripts that `serve` and `register_workflow` (no paths) register.
+FLOWOPS_WORKFLOW_DIRS = env.list("FLOWOPS_WORKFLOW_DIRS", default=[])
 # An openai: model without OPENAI_API_KEY: False answers offline with a warning, True fails.
 FLOWOPS_AI_STRICT = env.bool("FLOWOPS_AI_STRICT", default=False)
 # Hosts a provider may call; None means any. Tests allow loopback only.

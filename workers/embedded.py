@@ -9,6 +9,7 @@ does not recurse.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections import deque
 
 from django.conf import settings
@@ -129,3 +130,11 @@ class Dispatcher:
 
 
 current_dispatcher: Dispatcher | None = None
+_start_lock = threading.Lock()
+
+
+def background_dispatcher() -> Dispatcher:
+    """``serve``'s dispatcher, or one started now for a process that has none (a test
+    server, ``runserver``) so that events never run a workflow in the request thread."""
+    with _start_lock:
+        return current_dispatcher or Dispatcher().start()

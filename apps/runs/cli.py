@@ -105,10 +105,11 @@ class Progress:
 
 
 def wait_for(run_id: str, *, poll_s: float = 0.2) -> Run:
-    """Wait until a run is terminal or paused (distributed runs)."""
+    """Wait until a run is terminal or paused for a person (distributed runs, and
+    embedded ones waiting for a child run that the dispatcher thread drives)."""
     while True:
         run = Run.objects.get(pk=run_id)
-        if run.is_terminal or run.status == Run.Status.PAUSED:
+        if run.is_terminal or (run.status == Run.Status.PAUSED and not run.waiting_on):
             return run
         time.sleep(poll_s)
 

@@ -41,6 +41,17 @@ class Run(models.Model):
     dispatch_generation = models.PositiveIntegerField(default=0)
     dispatched_at = models.DateTimeField(null=True, blank=True,
                                          help_text="When its last canvas was handed out.")
+    event = models.ForeignKey("workflows.Event", on_delete=models.SET_NULL, null=True,
+                              blank=True, related_name="runs",
+                              help_text="The incoming event that started it.")
+    trigger = models.ForeignKey("workflows.Trigger", on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="runs")
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="children",
+                               help_text="The run whose flowops.start_run started it.")
+    waiting_on = models.CharField(
+        max_length=100, blank=True,
+        help_text="The child run this paused run waits for (start_run(wait=True)).")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

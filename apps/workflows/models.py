@@ -33,6 +33,16 @@ class Workflow(models.Model):
                        "default.")],
         help_text="Token limit for new runs that are given no token limit "
                   "(--budget-tokens / UsageLimits); empty: no default.")
+    config = models.JSONField(
+        default=dict, blank=True,
+        help_text='Settings the script reads as context.config. Secrets: {"$env": "NAME"} '
+                  "reads the environment variable NAME on the worker; never paste a secret.")
+    active_version = models.ForeignKey(
+        "WorkflowVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The registered version: its triggers start runs, the API runs it.")
+    webhook_nonce = models.CharField(
+        max_length=64, blank=True,
+        help_text="Rotating it changes the webhook secret (derived, never stored).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -77,3 +87,66 @@ class WorkflowVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow.slug}@{self.sha256[:12]}"
+
+
+class Trigger(models.Model):
+    """An ``@trigger`` of a registered version; only the workflow's active version's match."""
+
+    class Integration(models.TextChoices):
+        SLACK = "slack"
+        WEBHOOK = "webhook"
+        SCHEDULE = "schedule"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="triggers")
+    version = models.ForeignKey(WorkflowVersion, on_delete=models.CASCADE,
+                                related_name="triggers")
+    integration = models.CharField(max_length=20, choices=Integration.choices)
+    event = models.CharField(max_length=50)
+    options = models.JSONField(default=dict, blank=True)
+    line = models.PositiveIntegerField(null=True, blank=True,
+                                       help_text="Line of the @trigger in the source.")
+    active = models.BooleanField(default=True,
+                                 help_text="Registration activates the new version's "
+                                           "triggers and deactivates the old ones.")
+    last_scheduled_for = models.DateTimeField(
+        null=True, blank=True, help_text="Schedules: the last tick turned into a run.")
+
+    class Meta:
+        ordering = ["workflow__slug", "id"]
+        indexes = [models.Index(fields=["integration", "event", "active"])]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug}: {self.integration}/{self.event}"
+
+
+class Event(models.Model):
+    """An incoming event, stored once per idempotency key before any run starts.
+
+    ``key`` is the source's own id: Slack's ``event_id``, the API's ``Idempotency-Key``
+    (scoped by workflow), ``trigger:scheduled time`` for schedules. The row, its runs and
+    the dedupe are one transaction, so a delivery that failed before commit is processed
+    again on retry, and one that committed is never processed twice.
+    """
+
+    class Status(models.TextChoices):
+        STARTED = "started", "runs started"
+        IGNORED = "ignored", "no trigger matched"
+
+    source = models.CharField(max_length=20)
+    key = models.CharField(max_length=300)
+    body_sha256 = models.CharField(max_length=64)
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, null=True, blank=True,
+                                 related_name="events")
+    data = models.JSONField(default=dict, blank=True,
+                            help_text="The event as triggers see it (message, payload).")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    detail = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["source", "key"],
+                                               name="event_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.key}"

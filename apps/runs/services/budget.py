@@ -113,6 +113,9 @@ def halt(*, run_id: str, step_key: str, message: str) -> bool:
         status=Run.Status.HALTED, finished_at=Now(), error=error)
     if halted:
         log.warning("run %s halted in %s: %s", run_id, step_key, message)
+        from apps.runs.services.execution import run_ended
+
+        run_ended(run_id)
     return bool(halted)
 
 

@@ -45,6 +45,7 @@ from flowops.exceptions import (
     NonDeterminismError,
     PipelineDefinitionError,
     RunHalted,
+    RunWaiting,
     StepTimeout,
 )
 
@@ -302,6 +303,12 @@ def step_execute(gate: Gate) -> str:
         output_json = _encode_output(node_step, output)
     except ClaimLost:
         raise
+    except RunWaiting as waiting:
+        from apps.runs.services.children import parent_pause
+
+        if parent_pause(run, step, waiting.child_id):
+            return "paused"
+        return step_execute(gate)  # the child ended meanwhile: replay up to it, go on
     except Exception as exc:
         return step_fail(run, step, loaded, exc, gate)
     context_after = context.model_dump(mode="json") if context is not None else context_json
@@ -538,9 +545,11 @@ def _fail(run: Run, step: StepRun, error: dict, *, fence: bool = True) -> None:
 
 
 def _fail_run(run_id: str, key: str, kind: str, message: str) -> None:
-    Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
+    failed = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
         status=Run.Status.FAILED, finished_at=Now(),
         error={"step_key": key, "type": kind, "message": message})
+    if failed:
+        run_ended(run_id)
 
 
 def _pause(run: Run, step: StepRun, node_step: Step) -> str:
@@ -797,4 +806,13 @@ def run_finish(run_id: str) -> bool:
         return False
     done = Run.objects.filter(id=run_id, status=Run.Status.RUNNING).update(
         status=Run.Status.SUCCEEDED, output=row.output, finished_at=Now())
+    if done and run.parent_id:
+        run_ended(run_id)
     return bool(done)
+
+
+def run_ended(run_id: str) -> None:
+    """A run reached a final state: wake a parent waiting on it once that commits."""
+    from apps.runs.services.children import parent_wake
+
+    transaction.on_commit(lambda: parent_wake(run_id))

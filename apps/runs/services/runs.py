@@ -30,6 +30,7 @@ from apps.runs.services.execution import (
     context_model_of,
     loaded_for,
     new_rows,
+    run_ended,
     subtree_state,
 )
 from apps.runs.services.journal import forget_reads
@@ -38,6 +39,7 @@ from apps.workflows.models import Workflow, WorkflowVersion
 from apps.workflows.services import LoadedWorkflow
 from flowops._codec import decode, describe_errors, encode, validate_input
 from flowops._plan import Chain
+from flowops.context import envelope
 from flowops.exceptions import InputValidationError
 from flowops.usage import UsageLimits
 
@@ -47,12 +49,18 @@ Status = Run.Status
 
 def run_create(*, version: WorkflowVersion, loaded: LoadedWorkflow, input: Any = None,
                context_data: dict[str, Any] | None = None, run_id: str | None = None,
-               driver: str | None = None, limits: UsageLimits | None = None) -> Run:
+               driver: str | None = None, limits: UsageLimits | None = None,
+               event_data: dict[str, Any] | None = None, **origin: Any) -> Run:
     """Validate input and context, then create the run, its budget and first step rows.
 
     Each limit the caller leaves unset comes from the workflow's default (admin), else
-    from the script's ``usage_limits`` (``limits_resolve``).
+    from the script's ``usage_limits`` (``limits_resolve``). A script run's input is its
+    event envelope (``flowops.context.envelope``): ``event_data``, else ``input`` as the
+    payload of a manual start. ``origin``: the run's ``event``, ``trigger``, ``parent``.
     """
+    if loaded.is_script:
+        input = event_data if event_data is not None else envelope(integration="manual",
+                                                                    payload=input)
     first = loaded.plan.first_step
     annotation = first.input_annotation()
     value = validate_input(input, annotation, what="input")
@@ -65,7 +73,7 @@ def run_create(*, version: WorkflowVersion, loaded: LoadedWorkflow, input: Any =
     with transaction.atomic():
         run = Run.objects.create(
             id=run_id or None, version=version, driver=driver or settings.FLOWOPS_DRIVER,
-            input=encode(value, annotation), initial_context=context)
+            input=encode(value, annotation), initial_context=context, **origin)
         StepRun.objects.bulk_create(new_rows(run.id, rows))
         budget_create(run=run, limit_usd=limits.total_cost_usd_limit,
                       limit_tokens=limits.total_tokens_limit)
@@ -85,15 +93,19 @@ def _validate_context(loaded: LoadedWorkflow, data: dict[str, Any], input: Any) 
             f"context does not fit {model.__name__}: {describe_errors(exc)}") from None
 
 
-def run_start(run: Run) -> None:
-    """Mark the run running and hand its frontier to the driver after commit."""
+def run_start(run: Run, *, background: bool = False) -> None:
+    """Mark the run running and hand its frontier to the driver after commit.
+
+    ``background``: never drive an embedded run in this thread (a web request starting
+    runs from an event); it goes to the in-process dispatcher instead.
+    """
     with transaction.atomic():
         started = Run.objects.filter(id=run.id, status=Status.PENDING).update(
             status=Status.RUNNING, started_at=Now(), dispatch_generation=1, dispatched_at=Now())
         if not started:
             status = Run.objects.values_list("status", flat=True).get(pk=run.id)
             raise ApplicationError(f"run {run.id} is {status}, not pending")
-        transaction.on_commit(lambda: dispatch.dispatch_run(run.id))
+        transaction.on_commit(lambda: dispatch.dispatch_run(run.id, background=background))
     run.refresh_from_db()
 
 
@@ -111,6 +123,7 @@ def run_cancel(*, run_id: str) -> Run:
             raise ApplicationError(f"run {run_id} is already {run.status}")
         StepRun.objects.filter(run_id=run_id, status=StepRun.Status.PENDING).update(
             status=StepRun.Status.CANCELLED)
+        run_ended(run_id)
     run.refresh_from_db()
     return run
 
@@ -118,9 +131,7 @@ def run_cancel(*, run_id: str) -> Run:
 def run_approve(*, run_id: str, input: Any = None) -> Run:
     """Complete the paused human step with ``input`` and continue the run."""
     run = _get(run_id)
-    if run.status != Status.PAUSED:
-        raise ApplicationError(f"run {run_id} is {run.status}, not paused",
-                               {"status": run.status})
+    _check_awaits_approval(run)
     loaded = loaded_for(run)
     ref, _ = loaded.plan.locate(run.paused_step_key)
     schema = ref.node.step.output_annotation()
@@ -148,10 +159,18 @@ def run_approve(*, run_id: str, input: Any = None) -> Run:
     return run
 
 
+def _check_awaits_approval(run: Run) -> None:
+    if run.status != Status.PAUSED:
+        raise ApplicationError(f"run {run.id} is {run.status}, not paused",
+                               {"status": run.status})
+    if run.waiting_on:
+        raise ApplicationError(f"run {run.id} waits for its child run {run.waiting_on}, "
+                               "not for an approval")
+
+
 def run_reject(*, run_id: str, reason: str) -> Run:
     run = _get(run_id)
-    if run.status != Status.PAUSED:
-        raise ApplicationError(f"run {run_id} is {run.status}, not paused")
+    _check_awaits_approval(run)
     message = f"rejected: {reason}"
     with transaction.atomic():
         Run.objects.filter(id=run_id, status=Status.PAUSED).update(
@@ -244,6 +263,9 @@ def recover_stuck(*, driver: str | None = None) -> list[str]:
             log.warning("recovered stalled run %s", run.id)
             recovered.append(run.id)
     settle_stopped_runs()
+    from apps.runs.services.children import parents_wake_lost  # it builds on this module
+
+    parents_wake_lost()
     return recovered
 
 

@@ -340,7 +340,7 @@ def test_a_script_without_pipeline_exits_2(cli):
 
     assert done.code == 2
     assert (f"{cli['_dir'] / 'no_pipeline.py'}: no module-level `pipeline` (a Step or "
-            "Pipeline) to run") in done.err
+            "Pipeline) nor a `def run(context)` to run") in done.err
 
 
 def test_input_of_the_wrong_type_exits_2_naming_the_expected_type(cli):

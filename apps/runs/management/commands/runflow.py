@@ -85,7 +85,8 @@ class Command(BaseCommand):
             raise cli.usage_error(exc.message) from None
 
     def _finish(self, run: Run, opts):
-        if run.driver == "celery" and not opts["no_wait"]:
+        run.refresh_from_db()
+        if (run.driver == "celery" or run.waiting_on) and not opts["no_wait"]:
             with cli.Progress(run.id, sys.stderr):
                 run = cli.wait_for(run.id)
         code = cli.report(run, as_json=opts["json"], stdout=self.stdout, stderr=self.stderr)

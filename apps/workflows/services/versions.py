@@ -14,16 +14,18 @@ import sys
 import threading
 import traceback
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
 from apps.workflows.models import Workflow, WorkflowVersion
+from apps.workflows.services.scripts import script_pipeline
 from flowops._plan import Plan
 from flowops._steps import Pipeline, Step
 from flowops.exceptions import PipelineDefinitionError, ScriptError
+from flowops.triggers import TriggerSpec, triggers_of
 from flowops.usage import UsageLimits
 
 _SLUG = re.compile(r"[^a-z0-9_-]+")
@@ -41,6 +43,12 @@ class LoadedWorkflow:
     module: types.ModuleType | None
     usage_limits: UsageLimits | None = None
     """The script's module-level ``usage_limits``: the lowest layer of a new run's limits."""
+    triggers: list[TriggerSpec] = field(default_factory=list)
+
+    @property
+    def is_script(self) -> bool:
+        """FlowOps style (``def run(context)``) rather than a pipeline."""
+        return self.entry == "run"
 
 
 _loaded: dict[tuple[str, str], LoadedWorkflow] = {}
@@ -117,9 +125,15 @@ def _script_line(exc: BaseException, filename: str) -> int | None:
 
 def _loaded_from_module(module: types.ModuleType, *, sha: str, entry: str,
                         origin: str) -> LoadedWorkflow:
+    _check_trigger_targets(module, origin)
+    has_pipeline = getattr(module, "pipeline", None) is not None
+    if entry == "run" or (entry == "pipeline" and not has_pipeline
+                          and callable(getattr(module, "run", None))):
+        return _loaded_script(module, sha=sha, origin=origin, has_pipeline=has_pipeline)
     pipeline = getattr(module, entry, None)
     if pipeline is None:
-        raise ScriptError(f"no module-level `{entry}` (a Step or Pipeline) to run", path=origin)
+        raise ScriptError(f"no module-level `{entry}` (a Step or Pipeline) nor a "
+                          "`def run(context)` to run", path=origin)
     if not isinstance(pipeline, Step | Pipeline):
         raise ScriptError(f"`{entry}` is a {type(pipeline).__name__}, not a Step or Pipeline",
                           path=origin)
@@ -128,13 +142,37 @@ def _loaded_from_module(module: types.ModuleType, *, sha: str, entry: str,
     except PipelineDefinitionError as exc:
         raise ScriptError(str(exc), path=origin) from exc
     context_model = getattr(module, "context_model", None)
+    return LoadedWorkflow(sha256=sha, entry=entry, pipeline=Pipeline.of(pipeline), plan=plan,
+                          context_model=context_model, module=module,
+                          usage_limits=_usage_limits(module, origin))
+
+
+def _usage_limits(module: types.ModuleType, origin: str) -> UsageLimits | None:
     usage_limits = getattr(module, "usage_limits", None)
     if usage_limits is not None and not isinstance(usage_limits, UsageLimits):
         raise ScriptError(f"`usage_limits` is a {type(usage_limits).__name__}, not "
                           "UsageLimits (from flowops import UsageLimits)", path=origin)
-    return LoadedWorkflow(sha256=sha, entry=entry, pipeline=Pipeline.of(pipeline), plan=plan,
-                          context_model=context_model, module=module,
-                          usage_limits=usage_limits)
+    return usage_limits
+
+
+def _check_trigger_targets(module: types.ModuleType, origin: str) -> None:
+    for name, value in vars(module).items():
+        specs = triggers_of(value)
+        if specs and name != "run":
+            raise ScriptError(f"@trigger is on `{name}`; triggers go on `def run(context)`",
+                              path=origin, line=specs[0].line)
+
+
+def _loaded_script(module: types.ModuleType, *, sha: str, origin: str,
+                   has_pipeline: bool) -> LoadedWorkflow:
+    """A FlowOps-style script: ``run(context)`` runs as the one step ``run`` of its plan."""
+    if has_pipeline:
+        raise ScriptError("defines both `pipeline` and `run`; keep one of them", path=origin)
+    pipeline = script_pipeline(module.run)
+    return LoadedWorkflow(sha256=sha, entry="run", pipeline=pipeline, plan=Plan(pipeline),
+                          context_model=None, module=module,
+                          usage_limits=_usage_limits(module, origin),
+                          triggers=triggers_of(module.run))
 
 
 def slug_for(path: Path, module: Any = None) -> str:
@@ -168,5 +206,5 @@ def workflow_version_from_path(path: str | Path, *, entry: str = "pipeline"
     loaded = load_source(source, origin=str(resolved), entry=entry)
     version = workflow_version_get_or_create(
         source=source, origin_path=str(resolved), slug=slug_for(resolved, loaded.module),
-        entry=entry)
+        entry=loaded.entry)
     return version, loaded
