@@ -20,6 +20,8 @@ INSTALLED_APPS = [
     "apps.workflows",
     "apps.runs",
     "apps.memory",
+    "apps.integrations",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
@@ -103,6 +105,10 @@ FLOWOPS_DURABLE_CHECKPOINTS = env.bool("FLOWOPS_DURABLE_CHECKPOINTS", default=Tr
 # A Celery step task runs the next steps of its chain itself (no broker hop) while it has
 # run for less than this; 0 sends every step through the broker.
 FLOWOPS_INLINE_SECONDS = env.float("FLOWOPS_INLINE_SECONDS", default=1.0)
+# Slack: the app's signing secret and bot token; SLACK_API_URL points tests at a fake.
+SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET", default="")
+SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN", default="")
+SLACK_API_URL = env("SLACK_API_URL", default="https://slack.com/api/")
 # Directories of workflow scripts that `serve` and `register_workflow` (no paths) register.
 FLOWOPS_WORKFLOW_DIRS = env.list("FLOWOPS_WORKFLOW_DIRS", default=[])
 # An openai: model without OPENAI_API_KEY: False answers offline with a warning, True fails.

@@ -1,0 +1,3 @@
+"""slack endpoints (under construction)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""webhooks endpoints (under construction)."""
+
+urlpatterns: list = []
