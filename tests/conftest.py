@@ -19,3 +19,13 @@ def write_script(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_background_dispatcher(django_db_setup, django_db_blocker):
+    """Runs started by events are driven by a dispatcher thread; stop it (and its
+    connection) before the test database is dropped."""
+    yield
+    from workers import embedded
+
+    embedded.stop_background()

@@ -90,15 +90,18 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._loop, name="flowops-dispatcher",
                                         daemon=True)
 
-    def start(self) -> Dispatcher:
+    def start(self, *, current: bool = True) -> Dispatcher:
+        """``current``: every embedded run of this process goes here (``serve``)."""
         global current_dispatcher
-        current_dispatcher = self
+        if current:
+            current_dispatcher = self
         self._thread.start()
         return self
 
     def stop(self) -> None:
         global current_dispatcher
-        current_dispatcher = None
+        if current_dispatcher is self:
+            current_dispatcher = None
         self._stop.set()
         self._thread.join(timeout=10)
 
@@ -130,11 +133,27 @@ class Dispatcher:
 
 
 current_dispatcher: Dispatcher | None = None
+_background: Dispatcher | None = None
 _start_lock = threading.Lock()
 
 
 def background_dispatcher() -> Dispatcher:
-    """``serve``'s dispatcher, or one started now for a process that has none (a test
-    server, ``runserver``) so that events never run a workflow in the request thread."""
+    """``serve``'s dispatcher, or one started for a process that has none (a test server,
+    ``runserver``) so that events never run a workflow in the request thread; runs
+    started otherwise in that process are still driven where they start."""
+    global _background
     with _start_lock:
-        return current_dispatcher or Dispatcher().start()
+        if current_dispatcher is not None:
+            return current_dispatcher
+        if _background is None:
+            _background = Dispatcher().start(current=False)
+        return _background
+
+
+def stop_background() -> None:
+    """Stop the dispatcher ``background_dispatcher`` started, if any (tests, shutdown)."""
+    global _background
+    with _start_lock:
+        dispatcher, _background = _background, None
+    if dispatcher is not None:
+        dispatcher.stop()

@@ -79,6 +79,9 @@ def load_source(source: str, *, origin: str, entry: str = "pipeline") -> LoadedW
     module = _exec_module(source, sha=sha, origin=origin)
     loaded = _loaded_from_module(module, sha=sha, entry=entry, origin=origin)
     with _lock:
+        # Also under the entry found ("run" for a script asked for as "pipeline"), so the
+        # version's own entry finds this module rather than executing the source again.
+        _loaded.setdefault((sha, loaded.entry), loaded)
         return _loaded.setdefault((sha, entry), loaded)
 
 
@@ -127,8 +130,9 @@ def _loaded_from_module(module: types.ModuleType, *, sha: str, entry: str,
                         origin: str) -> LoadedWorkflow:
     _check_trigger_targets(module, origin)
     has_pipeline = getattr(module, "pipeline", None) is not None
-    if entry == "run" or (entry == "pipeline" and not has_pipeline
-                          and callable(getattr(module, "run", None))):
+    run = getattr(module, "run", None)
+    if entry == "run" or (entry == "pipeline" and callable(run)
+                          and (not has_pipeline or triggers_of(run))):
         return _loaded_script(module, sha=sha, origin=origin, has_pipeline=has_pipeline)
     pipeline = getattr(module, entry, None)
     if pipeline is None:
