@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from apps.core.exceptions import ApplicationError
@@ -214,7 +214,9 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                            "progress", "related"]}),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration"]}),
         ("Data", {"fields": ["input_pretty", "initial_context_pretty", "output_pretty"]}),
-        ("Stop", {"fields": ["error_pretty", "paused_step_key", "pause_message"]}),
+        ("Origin", {"fields": ["origin"]}),
+        ("Stop", {"fields": ["error_pretty", "paused_step_key", "pause_message",
+                             "waiting_on"]}),
         ("Engine", {"fields": ["dispatch_generation"], "classes": ["collapse"]}),
     ]
     readonly_fields = [f for _, spec in fieldsets for f in spec["fields"]]
@@ -254,6 +256,22 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="steps done")
     def progress(self, run: Run) -> str:
         return f"{run.steps_done}/{run.steps_total}"
+
+    @admin.display(description="started by")
+    def origin(self, run: Run) -> str:
+        parts = []
+        if run.event is not None:
+            parts.append(format_html("event {}", str(run.event)))
+        if run.trigger is not None:
+            parts.append(format_html("trigger {}/{} (line {})", run.trigger.integration,
+                                     run.trigger.event, run.trigger.line))
+        if run.parent is not None:
+            parts.append(format_html("parent run {}", admin_link(run.parent, run.parent.id)))
+        children = run.children.count()
+        if children:
+            parts.append(changelist_link(Run, f"{children} child run(s)",
+                                         parent__id__exact=run.id))
+        return format_html_join(" · ", "{}", ((p,) for p in parts)) if parts else "-"
 
     @admin.display(description="related")
     def related(self, run: Run) -> str:

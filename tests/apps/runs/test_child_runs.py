@@ -128,3 +128,18 @@ def test_an_unknown_workflow_fails_the_parent_with_its_name(make_flow):
 
     assert run.status == Run.Status.FAILED
     assert run.error["message"] == "start_run: no workflow 'nope'"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_shows_where_a_run_came_from(parent, admin_client):
+    from django.urls import reverse
+
+    run = ended(parent.run("nowait").id)
+    child = ended(Run.objects.get(parent=run).id)
+
+    page = admin_client.get(reverse("admin:runs_run_change", args=[child.id]))
+    parent_page = admin_client.get(reverse("admin:runs_run_change", args=[run.id]))
+
+    assert f"parent run <a href=\"/admin/runs/run/{run.id}/change/\">{run.id}</a>" in (
+        page.content.decode())
+    assert "1 child run(s)" in parent_page.content.decode()
