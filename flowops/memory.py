@@ -8,12 +8,12 @@
                  data={"type": intent, "content": text})
     recent = memory.query("messages", where={"type": "question"}, order_by="-id", limit=10)
 
-Every write is validated against the table's columns (``MemoryValidationError`` names
-each wrong field) and goes through ``apps.memory.services``, like the admin and the API.
-Inside a run, writes are journaled effects committed with their journal entry
-(CONTRACTS.md §7): a resumed run replays them and never inserts twice; reads are
-journaled so a replay sees what the first attempt saw. Outside a run the calls simply run
-(against the embedded SQLite database when Django is not set up yet).
+Every write is validated against the table's columns (``MemoryValidationError.errors``
+names each wrong value as ``data.<field>``) and goes through ``apps.memory.services``,
+like the admin and the API. Inside a run, writes are journaled effects committed with
+their journal entry (CONTRACTS.md §7): a resumed run replays them and never inserts twice;
+reads are journaled so a replay sees what the first attempt saw. Outside a run the calls
+simply run (against the embedded SQLite database when Django is not set up yet).
 """
 
 from __future__ import annotations

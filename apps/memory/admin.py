@@ -68,15 +68,18 @@ class Refused(Exception):
 
 
 def refusals_of(exc: ApplicationError, prefix: str | None, fields: Any,
-                fallback: str | None, column_names: tuple[str, ...] = ()) -> list[Refusal]:
-    """A service's errors, each on the field it names, else on ``fallback``.
+                fallback: str | None, under: str = "") -> list[Refusal]:
+    """A service's errors, each on the form field its key names, else on ``fallback``.
 
-    Schema services key some errors by the column's own name, which may also be a form
-    field's ("name", "type"): those belong to ``fallback``, the field of the change.
+    ``under``: the keys' prefix for this form's fields: ``data.`` on a row form, whose
+    fields are the columns (``data.name`` is the column "name"; a bare ``name`` never is).
     """
-    errors = exc.extra.get("errors") or {exc.extra.get("field") or fallback: exc.message}
-    return [(prefix, field if field in fields and field not in column_names else fallback,
-             why) for field, why in errors.items()]
+    errors = exc.extra.get("errors") or {fallback: exc.message}
+    refusals = []
+    for key, why in errors.items():
+        field = key[len(under):] if key.startswith(under) else None
+        refusals.append((prefix, field if field in fields else fallback, why))
+    return refusals
 
 
 class RefusalsOnForm:
@@ -246,9 +249,7 @@ class ColumnChanges:
         try:
             call()
         except ApplicationError as exc:
-            names = (form.initial.get("name"), form.cleaned_data.get("name"))
-            self.refusals.extend(refusals_of(exc, form.prefix, form.fields, fallback,
-                                             tuple(n for n in names if n)))
+            self.refusals.extend(refusals_of(exc, form.prefix, form.fields, fallback))
             return False
         return True
 
@@ -284,10 +285,8 @@ class ColumnChanges:
     def _add(self, form: Any) -> None:
         data = form.cleaned_data
         spec = {f: data[f] for f in ["name", "type", "options", *FLAGS]}
-        fallback = next((f for f in ["required", "unique", "indexed"] if data[f]), "name")
         added: list[Column] = []
-        if self._call(form, fallback,
-                      lambda: added.append(column_add(table=self.table, **spec))):
+        if self._call(form, None, lambda: added.append(column_add(table=self.table, **spec))):
             self.formset.new_objects.extend(added)
 
 
@@ -524,7 +523,7 @@ class RowAdmin(RefusalsOnForm, admin.ModelAdmin):
                 row = row_create(table=table, data=form.values(), from_text=True)
                 obj.pk, obj.table = row.pk, table
         except ApplicationError as exc:
-            raise Refused(refusals_of(exc, None, form.fields, None)) from exc
+            raise Refused(refusals_of(exc, None, form.fields, None, under="data.")) from exc
 
     def save_related(self, request: HttpRequest, form: Any, formsets: list,
                      change: bool) -> None:

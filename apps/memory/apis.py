@@ -288,9 +288,14 @@ class RowListApi(APIView):
 
 
 def in_query_terms(exc: MemoryValidationError) -> MemoryValidationError:
-    """The selectors name fields and ``order_by``; name the parameters the caller sent."""
-    return MemoryValidationError({"ordering" if k == "order_by" else f"where[{k}]": v
-                                  for k, v in exc.errors.items()})
+    """The selectors name ``where.<field>`` and ``order_by``; name the parameters the
+    caller sent (``where[<field>]``, ``ordering``)."""
+    def param(key: str) -> str:
+        if key == "order_by":
+            return "ordering"
+        return f"where[{key.removeprefix('where.')}]" if key.startswith("where.") else key
+
+    return MemoryValidationError({param(k): v for k, v in exc.errors.items()})
 
 
 class RowDetailApi(APIView):
@@ -335,7 +340,8 @@ class TableCsvApi(APIView):
                    responses={201: inline_serializer("CsvImported", {
                        "imported": serializers.IntegerField()})},
                    description="All or nothing: on any error nothing is stored and `errors` "
-                               "names each line and header, e.g. `line 3, age`.")
+                               "names each line and value, e.g. `line 3, data.age` "
+                               "(`line 1`: the header).")
     def post(self, request: Request, table: str) -> Response:
         found = get_table(table)
         upload = request.data.get("file")

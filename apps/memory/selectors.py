@@ -6,8 +6,9 @@
      "note": {"is_null": True}, "status": {"not": "closed"}, "content": {"contains": "refund"}}
 
 Operands are checked and converted like written values, so ``{"day": {"gte": "2024-01-01"}}``
-compares dates. Every condition is built on ``ColumnValue``, the expression the indexes
-are built on (``apps.memory.indexes``).
+compares dates. Errors are keyed ``where.<field>``, ``order_by`` and ``limit``. Every
+condition is built on ``ColumnValue``, the expression the indexes are built on
+(``apps.memory.indexes``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def row_filter(*, table: Table, where: dict[str, Any] | None = None,
         try:
             rows = rows.filter(_condition(name, spec, by_name))
         except ValueError as exc:
-            errors[str(name)] = str(exc)
+            errors[f"where.{name}"] = str(exc)
     if errors:
         raise MemoryValidationError(errors)
     return rows

@@ -41,12 +41,18 @@ def table_create(*, name: str, description: str = "",
             table = Table.objects.create(name=name, description=description)
     except IntegrityError:
         raise MemoryValidationError({"name": f"a table named {name!r} exists"}) from None
-    for spec in columns or []:
+    for index, spec in enumerate(columns or []):
+        where = f"columns[{index}]"
         if not isinstance(spec, dict) or "name" not in spec or set(spec) - COLUMN_FIELDS:
-            raise MemoryValidationError({"columns": (
+            raise MemoryValidationError({where: (
                 f"expected a dict with 'name' and some of {', '.join(sorted(COLUMN_FIELDS))}; "
                 f"got {spec!r}")})
-        column_add(table=table, **spec)
+        try:
+            column_add(table=table, **spec)
+        except MemoryValidationError as exc:
+            # column_add names the part of one column; say which column of the list.
+            raise MemoryValidationError({f"{where}.{k}": v for k, v in exc.errors.items()}
+                                        ) from exc
     return table
 
 

@@ -247,6 +247,22 @@ def test_a_refused_removal_is_named_above_the_columns_beside_other_refusals(admi
     assert list(inline_errors(response)[1]) == ["type"]
 
 
+def test_refusals_for_columns_named_like_rules_land_on_the_rule_changed(admin_client):
+    table = services.table_create(name="odd", columns=[
+        {"name": "unique", "type": "text"}, {"name": "required", "type": "text"}])
+    row = services.row_create(table=table, data={"unique": "x", "required": "y"})
+
+    response = change_table(admin_client, table, edits={
+        "unique": {"type": "integer"}, "required": {"DELETE": True}})
+
+    assert inline_errors(response)[0] == {"type": [
+        f"cannot change text to integer: expected an integer, got 'x' (rows {row.pk})"]}
+    assert inline_errors(response)[1] == {"force": [
+        f"rows hold values in this column; remove it with force to drop them (rows {row.pk})"]}
+    assert [(c.name, c.type) for c in Column.objects.filter(table=table)] == [
+        ("unique", "text"), ("required", "text")]
+
+
 def test_a_type_change_that_converts_goes_through(admin_client, contacts):
     response = change_table(admin_client, contacts, edits={"age": {"type": "number"}})
 
@@ -396,6 +412,16 @@ def test_a_bad_value_shows_on_its_field_and_stores_nothing(admin_client, contact
     assert Row.objects.filter(table=contacts).count() == 3
 
 
+def test_a_value_error_shows_on_the_column_named_like_a_model_field(admin_client):
+    table = services.table_create(name="odd", columns=[
+        {"name": "data", "type": "integer"}, {"name": "table", "type": "integer"}])
+
+    response = admin_client.post(f"{ADD_ROW}?table={table.pk}", {"data": "x", "table": "1"})
+
+    assert form_errors(response) == {"data": ["expected an integer, got 'x'"]}
+    assert not Row.objects.filter(table=table).exists()
+
+
 def test_a_row_is_changed_and_a_bad_change_stores_nothing(admin_client, contacts):
     bob = Row.objects.filter(table=contacts).order_by("pk")[1]
     url = reverse("admin:memory_row_change", args=[bob.pk])
@@ -514,8 +540,8 @@ def test_a_failing_csv_import_lists_line_and_header_and_stores_nothing(admin_cli
     content = response.content.decode()
     assert response.status_code == 200
     assert response.context["errors"] == {
-        "line 3, age": "expected an integer, got 'old'"}
-    assert "line 3, age: expected an integer, got &#x27;old&#x27;" in content
+        "line 3, data.age": "expected an integer, got 'old'"}
+    assert "line 3, data.age: expected an integer, got &#x27;old&#x27;" in content
     assert Row.objects.filter(table=contacts).count() == 3
 
 

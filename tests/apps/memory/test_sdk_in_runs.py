@@ -123,7 +123,7 @@ def test_a_refused_store_fails_the_step_and_stores_nothing(make_flow):
 
     assert run.status == Run.Status.FAILED
     assert run.error["type"] == "MemoryValidationError"
-    assert run.error["message"] == "n: expected an integer, got text 'many'"
+    assert run.error["message"] == "data.n: expected an integer, got text 'many'"
     assert Row.objects.count() == 0
     assert [e[2:5] for e in journal_of(run)] == [("memory.define_table", True, "done"),
                                                  ("memory.store", True, "error")]
