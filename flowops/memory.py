@@ -165,27 +165,30 @@ def _define_table(name: str, columns: Any, description: str, *, run_id: str | No
 
 def _query(table: str, where: Any, order_by: Any, limit: Any) -> list[dict]:
     from apps.memory import services
-    from apps.memory.selectors import row_list
+    from apps.memory.selectors import row_list, table_columns
 
-    columns, rows = row_list(table=services.table_get(_name(table)), where=where,
-                             order_by=order_by, limit=limit)
+    target = services.table_get(_name(table))
+    columns, rows = row_list(table=target, where=where, order_by=order_by, limit=limit,
+                             columns=table_columns(target))
     return [services.row_to_dict(row, columns) for row in rows]
 
 
 def _get(table: str, id: Any) -> dict | None:
     from apps.memory import services
     from apps.memory.models import Row
+    from apps.memory.selectors import table_columns
 
     target = services.table_get(_name(table))
     row = Row.objects.filter(table=target, pk=_id(id)).first()
-    return services.row_to_dict(row, _columns(target)) if row is not None else None
+    return services.row_to_dict(row, table_columns(target)) if row is not None else None
 
 
 def _count(table: str, where: Any) -> int:
     from apps.memory import services
-    from apps.memory.selectors import row_filter
+    from apps.memory.selectors import row_filter, table_columns
 
-    return row_filter(table=services.table_get(_name(table)), where=where).count()
+    target = services.table_get(_name(table))
+    return row_filter(table=target, where=where, columns=table_columns(target)).count()
 
 
 def _columns(table: Any) -> list:

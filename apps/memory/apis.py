@@ -30,7 +30,7 @@ from apps.memory.query_params import (
     page_from_params,
     where_from_params,
 )
-from apps.memory.selectors import row_list
+from apps.memory.selectors import row_list, table_columns
 from apps.memory.validation import MemoryValidationError
 
 TAG = ["memory"]
@@ -268,9 +268,10 @@ class RowListApi(APIView):
         found = get_table(table)
         params = request.query_params
         limit, offset = page_from_params(params)
-        where = where_from_params(params, columns_of(found))
+        columns = table_columns(found)
+        where = where_from_params(params, columns)
         try:
-            columns, rows = row_list(table=found, where=where,
+            columns, rows = row_list(table=found, where=where, columns=columns,
                                      order_by=ordering_from_params(params))
         except MemoryValidationError as exc:
             raise in_query_terms(exc) from None
@@ -304,7 +305,7 @@ class RowDetailApi(APIView):
     @extend_schema(tags=TAG, responses=RowOutputSerializer)
     def get(self, request: Request, table: str, row_id: int) -> Response:
         found = get_table(table)
-        return Response(row_output(get_row(found, row_id), columns_of(found)))
+        return Response(row_output(get_row(found, row_id), table_columns(found)))
 
     @extend_schema(tags=TAG, request=RowInputSerializer, responses=RowOutputSerializer,
                    description="Changes only the fields `data` names; null empties a field.")

@@ -24,6 +24,28 @@ from apps.memory.validation import TEXTUAL, MemoryValidationError, coerce
 OPERATORS = {"eq", "not", "lt", "lte", "gt", "gte", "contains", "in", "is_null"}
 SYSTEM_FIELDS = {"id": "pk", "created_at": "created_at", "updated_at": "updated_at"}
 MAX_LIMIT = 10_000
+CACHED_TABLES = 1000
+
+# table id -> (schema_version, columns). Whole entries are swapped, never edited, so
+# threads may share it.
+_columns: dict[int, tuple[Any, list[Column]]] = {}
+
+
+def table_columns(table: Table) -> list[Column]:
+    """The columns of ``table`` (as just read from the database), from a per-process cache.
+
+    Entries are checked against the table's ``schema_version``, which every schema
+    change, in any process, replaces in its own transaction: reading the table is the
+    check, and the columns are read again only after a change.
+    """
+    cached = _columns.get(table.pk)
+    if cached is not None and cached[0] == table.schema_version:
+        return cached[1]
+    columns = list(Column.objects.filter(table=table))
+    if len(_columns) >= CACHED_TABLES:
+        _columns.clear()  # tables deleted long ago would otherwise stay forever
+    _columns[table.pk] = (table.schema_version, columns)
+    return columns
 
 
 def row_filter(*, table: Table, where: dict[str, Any] | None = None,
@@ -46,9 +68,9 @@ def row_filter(*, table: Table, where: dict[str, Any] | None = None,
 
 
 def row_list(*, table: Table, where: dict[str, Any] | None = None,
-             order_by: str | list[str] | None = None, limit: int | None = None
-             ) -> tuple[list[Column], QuerySet[Row]]:
-    columns = list(Column.objects.filter(table=table))
+             order_by: str | list[str] | None = None, limit: int | None = None,
+             columns: list[Column] | None = None) -> tuple[list[Column], QuerySet[Row]]:
+    columns = columns if columns is not None else list(Column.objects.filter(table=table))
     rows = row_filter(table=table, where=where, columns=columns)
     rows = rows.order_by(*_ordering(order_by, columns))
     if limit is not None:

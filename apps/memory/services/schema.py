@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from apps.memory.indexes import schedule_index_sync
 from apps.memory.models import Column, Row, Table
 from apps.memory.services.locks import lock_table
-from apps.memory.services.tables import check_name
+from apps.memory.services.tables import check_name, schema_changed
 from apps.memory.validation import TEXTUAL, MemoryValidationError, coerce
 
 T = Column.Type
@@ -71,6 +71,7 @@ def column_add(*, table: Table, name: str, type: str = T.TEXT, options: list | N
     _save(column)
     if column.default is not None:
         _fill(column, column.default)
+    schema_changed(table.id)
     schedule_index_sync(table.id)
     return column
 
@@ -82,6 +83,7 @@ def column_rename(*, column: Column, name: str) -> Column:
     column = _stored(column)
     column.name = check_name(name, "name")
     _save(column)
+    schema_changed(column.table_id)
     return column
 
 
@@ -98,6 +100,7 @@ def column_remove(*, column: Column, force: bool = False) -> None:
         _strip(column)
     table_id = column.table_id
     column.delete()
+    schema_changed(table_id)
     schedule_index_sync(table_id)
 
 
@@ -129,6 +132,7 @@ def column_change_type(*, column: Column, type: str, options: list | None = None
     column.type, column.options = target.type, target.options
     column.default = _converted_default(column.default, column, target, field)
     column.save()
+    schema_changed(column.table_id)
     return column
 
 
@@ -158,6 +162,7 @@ def column_update(*, column: Column, required: bool | None = None, default: Any 
     if default is not UNSET:
         column.default = _default(column, default)
     column.save()
+    schema_changed(column.table_id)
     schedule_index_sync(column.table_id)
     return column
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -17,6 +18,12 @@ def table_get(name: str) -> Table:
     if table is None:
         raise MemoryValidationError({"table": f"no table named {name!r}"})
     return table
+
+
+def schema_changed(table_id: int) -> None:
+    """A new ``schema_version`` for the table, in the caller's transaction (every schema
+    change calls it): caches of its columns in every process see it and read them again."""
+    Table.objects.filter(pk=table_id).update(schema_version=uuid.uuid4())
 
 
 def check_name(name: Any, field: str) -> str:
