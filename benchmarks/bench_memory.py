@@ -48,6 +48,9 @@ os.environ.update({
 
 from _common import ROOT, VENV_PY, code_version, machine_info, save_result  # noqa: E402
 
+# This tree's code: the shared venv's editable install points at another checkout.
+sys.path.insert(0, str(ROOT))
+
 
 def fresh_database() -> None:
     import psycopg
