@@ -68,7 +68,8 @@ def define_table(name: str, columns: list[dict[str, Any]] | None = None,
 def query(table: str, where: dict[str, Any] | None = None,
           order_by: str | list[str] | None = None, limit: int | None = None) -> list[dict]:
     """Rows as dicts; ``where={"score": {"gte": 3}, "type": "question"}`` (operators: eq,
-    not, lt, lte, gt, gte, contains, in, is_null); ``order_by="-score"``."""
+    not, lt, lte, gt, gte, contains, in, is_null); ``order_by="-score"`` (rows without a
+    score last, in either direction)."""
     return _read("memory.query", _query, table, where, order_by, limit)
 
 

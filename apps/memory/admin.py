@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from apps.core.exceptions import ApplicationError
-from apps.memory.expressions import ColumnValue
+from apps.memory.expressions import ColumnValue, EmptyLast
 from apps.memory.forms import (
     ColumnForm,
     ColumnFormSet,
@@ -292,9 +292,10 @@ class ColumnChanges:
 
 # -- rows ---------------------------------------------------------------------------------
 def column_display(column: Column) -> Callable[[Row], Any]:
-    """A list column showing one memory column, sortable by its value."""
+    """A list column showing one memory column, sortable by its value (empty ones last,
+    as the SDK and the API sort)."""
 
-    @admin.display(description=column.name, ordering=ColumnValue(column.key),
+    @admin.display(description=column.name, ordering=EmptyLast(ColumnValue(column.key)),
                    boolean=column.type == T.BOOLEAN)
     def show(row: Row) -> Any:
         value = row.data.get(column.key)

@@ -237,7 +237,8 @@ WHERE = OpenApiParameter(
 ORDERING = OpenApiParameter(
     "ordering", OpenApiTypes.STR,
     description="Comma-separated fields, `-` for descending: a column name, id, "
-                "created_at or updated_at (default: id). Example: `-age,name`.")
+                "created_at or updated_at (default: id). Rows without a value come last "
+                "either way. Example: `-age,name`.")
 LIMIT = OpenApiParameter("limit", OpenApiTypes.INT,
                          description=f"Rows per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).")
 OFFSET = OpenApiParameter("offset", OpenApiTypes.INT, description="Rows to skip (default 0).")

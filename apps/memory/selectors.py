@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.memory.expressions import ColumnValue, Condition
+from apps.memory.expressions import ColumnValue, Condition, EmptyLast
 from apps.memory.models import Column, Row, Table
 from apps.memory.validation import TEXTUAL, MemoryValidationError, coerce
 
@@ -170,8 +170,7 @@ def _ordering(order_by: str | list[str] | None, columns: list[Column]) -> list[A
         desc = isinstance(raw, str) and raw.startswith("-")
         name = raw[1:] if desc else raw
         if name in by_name:
-            expr = ColumnValue(by_name[name].key)
-            ordering.append(expr.desc(nulls_last=True) if desc else expr.asc(nulls_last=True))
+            ordering.append(EmptyLast(ColumnValue(by_name[name].key), descending=desc))
         elif name in SYSTEM_FIELDS:
             ordering.append(f"{'-' if desc else ''}{SYSTEM_FIELDS[name]}")
         else:

@@ -322,6 +322,18 @@ def test_the_row_list_sorts_by_a_column(admin_client, contacts):
     assert emails(response) == ["cy@example.com", "bob@example.com", "ann@example.com"]
 
 
+@pytest.mark.parametrize("order", ["", "-"])
+def test_rows_without_a_value_are_listed_last_in_either_direction(admin_client, contacts,
+                                                                  order):
+    names = [c.name for c in Column.objects.filter(table=contacts)]
+    age = names.index("age") + 2  # after the checkbox and the id
+
+    response = admin_client.get(rows_url(contacts, o=f"{order}{age}"))
+
+    ages = ["ann@example.com", "bob@example.com"]  # 31, 40
+    assert emails(response) == [*(ages if order == "" else ages[::-1]), "cy@example.com"]
+
+
 @pytest.mark.parametrize(("params", "expected"), [
     ({"col_plan": "free"}, ["bob@example.com", "cy@example.com"]),
     ({"col_vip": "true"}, ["ann@example.com"]),

@@ -53,6 +53,16 @@ def test_where_operators(tasks, where, expected):
     assert titles(tasks, where=where) == expected
 
 
+@pytest.mark.parametrize(("order_by", "expected"), [
+    ("due", ["fix 100% bug", "Write docs", "review", "Deploy docs"]),
+    ("-due", ["Write docs", "fix 100% bug", "review", "Deploy docs"]),
+    ("weight", ["Write docs", "Deploy docs", "fix 100% bug", "review"]),
+    ("-weight", ["Deploy docs", "Write docs", "fix 100% bug", "review"]),
+])
+def test_empty_values_sort_last_in_either_direction(tasks, order_by, expected):
+    assert titles(tasks, order_by=order_by) == expected
+
+
 def test_order_by_a_column_and_limit(tasks):
     assert titles(tasks, order_by="-points", limit=2) == ["fix 100% bug", "Deploy docs"]
     assert titles(tasks, order_by="due") == ["fix 100% bug", "Write docs", "review",
