@@ -35,7 +35,7 @@ from apps.memory.forms import (
     row_form_class,
 )
 from apps.memory.models import Column, Row, Table
-from apps.memory.selectors import row_filter
+from apps.memory.selectors import column_values, row_filter
 from apps.memory.services import (
     column_add,
     column_change_type,
@@ -325,8 +325,23 @@ class ColumnFilter(admin.SimpleListFilter):
 
 
 class ChoiceFilter(ColumnFilter):
+    """The column's options, then the values rows hold that are not options (removed
+    since, or there before the column became a choice), then "no value": every row of
+    the table is under one of them."""
+
+    EMPTY = "__empty__"
+
     def lookups(self, request: HttpRequest, model_admin: Any) -> list:
-        return [(o, o) for o in self.column.options]
+        options = self.column.options
+        others = column_values(column=self.column, leave_out=options)
+        empty = [] if self.EMPTY in options else [(self.EMPTY, "(no value)")]
+        return [*((o, o) for o in options), *((v, f"{v} (not an option)") for v in others),
+                *empty]
+
+    def where(self, value: str) -> Any:
+        if value == self.EMPTY and value not in self.column.options:
+            return {"is_null": True}
+        return value
 
 
 class BooleanFilter(ColumnFilter):

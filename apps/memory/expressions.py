@@ -50,6 +50,19 @@ class ColumnValue(Expression):
         return f"json_extract({data}, '$.{self.key}')", params
 
 
+class ColumnText(ColumnValue):
+    """A text column's value as SQL text (``data ->> 'key'``), to read values back exactly:
+    as JSON, SQLite's text ``1`` or ``null`` would come back as a number or None."""
+
+    output_field = models.TextField()
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list]:
+        data, params = compiler.compile(self.source)
+        if connection.vendor == "postgresql":
+            return f"({data} ->> '{self.key}')", params
+        return f"json_extract({data}, '$.{self.key}')", params
+
+
 class EmptyLast(OrderBy):
     """Order by a column's value with empty values last, ascending or descending, on both
     databases. Left to themselves PostgreSQL puts NULLs first when descending and SQLite

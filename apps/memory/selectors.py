@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.memory.expressions import ColumnValue, Condition, EmptyLast
+from apps.memory.expressions import ColumnText, ColumnValue, Condition, EmptyLast
 from apps.memory.models import Column, Row, Table
 from apps.memory.validation import TEXTUAL, MemoryValidationError, coerce
 
@@ -25,6 +25,7 @@ OPERATORS = {"eq", "not", "lt", "lte", "gt", "gte", "contains", "in", "is_null"}
 SYSTEM_FIELDS = {"id": "pk", "created_at": "created_at", "updated_at": "updated_at"}
 MAX_LIMIT = 10_000
 CACHED_TABLES = 1000
+SHOWN_VALUES = 50
 
 # table id -> (schema_version, columns). Whole entries are swapped, never edited, so
 # threads may share it.
@@ -78,6 +79,20 @@ def row_list(*, table: Table, where: dict[str, Any] | None = None,
             raise MemoryValidationError({"limit": f"expected an integer from 0 to {MAX_LIMIT}"})
         rows = rows[:limit]
     return columns, rows
+
+
+def column_values(*, column: Column, leave_out: list[str], limit: int = SHOWN_VALUES
+                  ) -> list[str]:
+    """Up to ``limit`` distinct values that rows hold in a text column, other than
+    ``leave_out``, sorted: one DISTINCT over the table's rows, read as text."""
+    value = ColumnValue(column.key)
+    rows = Row.objects.filter(table_id=column.table_id).filter(
+        Condition(value, "is_null", False))
+    if leave_out:
+        rows = rows.exclude(Condition(value, "in", list(leave_out)))
+    found = rows.annotate(text=ColumnText(column.key)).order_by("text").values_list(
+        "text", flat=True).distinct()[:limit]
+    return [str(text) for text in found]
 
 
 def _condition(name: str, spec: Any, by_name: dict[str, Column]) -> Any:

@@ -349,6 +349,29 @@ def test_filters_and_search_narrow_the_rows(admin_client, contacts, params, expe
     assert emails(response) == expected
 
 
+def test_the_choice_filter_offers_every_value_rows_hold(admin_client, contacts):
+    # given "free" removed from the options while rows hold it, a value never an option
+    # (written past the services, as rows from before the column was a choice), no value
+    plan, email = column(contacts, "plan"), column(contacts, "email")
+    Column.objects.filter(pk=plan.pk).update(options=["pro", "team"])
+    Row.objects.create(table=contacts, data={email.key: "dee@example.com", plan.key: "1"})
+    services.row_create(table=contacts, data={"email": "eve@example.com"})
+
+    # when
+    listed = admin_client.get(rows_url(contacts))
+    found = {value: emails(admin_client.get(rows_url(contacts, col_plan=value)))
+             for value in ["free", "1", "__empty__"]}
+
+    # then
+    [spec] = [f for f in listed.context["cl"].filter_specs
+              if getattr(f, "parameter_name", "") == "col_plan"]
+    assert spec.lookup_choices == [
+        ("pro", "pro"), ("team", "team"), ("1", "1 (not an option)"),
+        ("free", "free (not an option)"), ("__empty__", "(no value)")]
+    assert found == {"free": ["bob@example.com", "cy@example.com"], "1": ["dee@example.com"],
+                     "__empty__": ["eve@example.com"]}
+
+
 def test_the_table_filter_leaves_the_other_tables_column_filters_behind(admin_client,
                                                                        contacts):
     other = services.table_create(name="other", columns=[{"name": "x", "type": "text"}])
