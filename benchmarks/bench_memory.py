@@ -2,7 +2,8 @@
 
 A memory table ``orders`` (columns ``sku`` text indexed, ``amount`` number indexed,
 ``note`` text) and a plain Django model with the same fields as real indexed columns, in
-the same PostgreSQL database (``flowops_bench_memory``, dropped and created afresh), each
+the same PostgreSQL database (``flowops_bench_memory``, or ``$FLOWOPS_BENCH_MEMORY_DB``,
+dropped and created afresh), each
 loaded with the same 100,000 rows. Then, interleaved, ``--queries`` times each:
 
 * equality on the indexed text column: ``row_filter(where={"sku": ...})`` (the query
@@ -36,7 +37,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-DB_NAME = "flowops_bench_memory"
+# Another name keeps concurrent runs (other worktrees) from dropping each other's database.
+DB_NAME = os.environ.get("FLOWOPS_BENCH_MEMORY_DB", "flowops_bench_memory")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 os.environ.update({
     "DJANGO_SETTINGS_MODULE": "settings.production", "DJANGO_SECRET_KEY": "bench",
@@ -45,6 +47,9 @@ os.environ.update({
 })
 
 from _common import ROOT, VENV_PY, code_version, machine_info, save_result  # noqa: E402
+
+# This tree's code: the shared venv's editable install points at another checkout.
+sys.path.insert(0, str(ROOT))
 
 
 def fresh_database() -> None:

@@ -8,12 +8,12 @@
                  data={"type": intent, "content": text})
     recent = memory.query("messages", where={"type": "question"}, order_by="-id", limit=10)
 
-Every write is validated against the table's columns (``MemoryValidationError`` names
-each wrong field) and goes through ``apps.memory.services``, like the admin and the API.
-Inside a run, writes are journaled effects committed with their journal entry
-(CONTRACTS.md §7): a resumed run replays them and never inserts twice; reads are
-journaled so a replay sees what the first attempt saw. Outside a run the calls simply run
-(against the embedded SQLite database when Django is not set up yet).
+Every write is validated against the table's columns (``MemoryValidationError.errors``
+names each wrong value as ``data.<field>``) and goes through ``apps.memory.services``,
+like the admin and the API. Inside a run, writes are journaled effects committed with
+their journal entry (CONTRACTS.md §7): a resumed run replays them and never inserts twice;
+reads are journaled so a replay sees what the first attempt saw. Outside a run the calls
+simply run (against the embedded SQLite database when Django is not set up yet).
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def define_table(name: str, columns: list[dict[str, Any]] | None = None,
 def query(table: str, where: dict[str, Any] | None = None,
           order_by: str | list[str] | None = None, limit: int | None = None) -> list[dict]:
     """Rows as dicts; ``where={"score": {"gte": 3}, "type": "question"}`` (operators: eq,
-    not, lt, lte, gt, gte, contains, in, is_null); ``order_by="-score"``."""
+    not, lt, lte, gt, gte, contains, in, is_null); ``order_by="-score"`` (rows without a
+    score last, in either direction)."""
     return _read("memory.query", _query, table, where, order_by, limit)
 
 
@@ -165,27 +166,30 @@ def _define_table(name: str, columns: Any, description: str, *, run_id: str | No
 
 def _query(table: str, where: Any, order_by: Any, limit: Any) -> list[dict]:
     from apps.memory import services
-    from apps.memory.selectors import row_list
+    from apps.memory.selectors import row_list, table_columns
 
-    columns, rows = row_list(table=services.table_get(_name(table)), where=where,
-                             order_by=order_by, limit=limit)
+    target = services.table_get(_name(table))
+    columns, rows = row_list(table=target, where=where, order_by=order_by, limit=limit,
+                             columns=table_columns(target))
     return [services.row_to_dict(row, columns) for row in rows]
 
 
 def _get(table: str, id: Any) -> dict | None:
     from apps.memory import services
     from apps.memory.models import Row
+    from apps.memory.selectors import table_columns
 
     target = services.table_get(_name(table))
     row = Row.objects.filter(table=target, pk=_id(id)).first()
-    return services.row_to_dict(row, _columns(target)) if row is not None else None
+    return services.row_to_dict(row, table_columns(target)) if row is not None else None
 
 
 def _count(table: str, where: Any) -> int:
     from apps.memory import services
-    from apps.memory.selectors import row_filter
+    from apps.memory.selectors import row_filter, table_columns
 
-    return row_filter(table=services.table_get(_name(table)), where=where).count()
+    target = services.table_get(_name(table))
+    return row_filter(table=target, where=where, columns=table_columns(target)).count()
 
 
 def _columns(table: Any) -> list:

@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from apps.core.exceptions import ApplicationError
-from apps.memory.expressions import ColumnValue
+from apps.memory.expressions import ColumnValue, EmptyLast
 from apps.memory.forms import (
     ColumnForm,
     ColumnFormSet,
@@ -35,7 +35,7 @@ from apps.memory.forms import (
     row_form_class,
 )
 from apps.memory.models import Column, Row, Table
-from apps.memory.selectors import row_filter
+from apps.memory.selectors import column_values, row_filter
 from apps.memory.services import (
     column_add,
     column_change_type,
@@ -68,15 +68,18 @@ class Refused(Exception):
 
 
 def refusals_of(exc: ApplicationError, prefix: str | None, fields: Any,
-                fallback: str | None, column_names: tuple[str, ...] = ()) -> list[Refusal]:
-    """A service's errors, each on the field it names, else on ``fallback``.
+                fallback: str | None, under: str = "") -> list[Refusal]:
+    """A service's errors, each on the form field its key names, else on ``fallback``.
 
-    Schema services key some errors by the column's own name, which may also be a form
-    field's ("name", "type"): those belong to ``fallback``, the field of the change.
+    ``under``: the keys' prefix for this form's fields: ``data.`` on a row form, whose
+    fields are the columns (``data.name`` is the column "name"; a bare ``name`` never is).
     """
-    errors = exc.extra.get("errors") or {exc.extra.get("field") or fallback: exc.message}
-    return [(prefix, field if field in fields and field not in column_names else fallback,
-             why) for field, why in errors.items()]
+    errors = exc.extra.get("errors") or {fallback: exc.message}
+    refusals = []
+    for key, why in errors.items():
+        field = key[len(under):] if key.startswith(under) else None
+        refusals.append((prefix, field if field in fields else fallback, why))
+    return refusals
 
 
 class RefusalsOnForm:
@@ -246,9 +249,7 @@ class ColumnChanges:
         try:
             call()
         except ApplicationError as exc:
-            names = (form.initial.get("name"), form.cleaned_data.get("name"))
-            self.refusals.extend(refusals_of(exc, form.prefix, form.fields, fallback,
-                                             tuple(n for n in names if n)))
+            self.refusals.extend(refusals_of(exc, form.prefix, form.fields, fallback))
             return False
         return True
 
@@ -284,18 +285,17 @@ class ColumnChanges:
     def _add(self, form: Any) -> None:
         data = form.cleaned_data
         spec = {f: data[f] for f in ["name", "type", "options", *FLAGS]}
-        fallback = next((f for f in ["required", "unique", "indexed"] if data[f]), "name")
         added: list[Column] = []
-        if self._call(form, fallback,
-                      lambda: added.append(column_add(table=self.table, **spec))):
+        if self._call(form, None, lambda: added.append(column_add(table=self.table, **spec))):
             self.formset.new_objects.extend(added)
 
 
 # -- rows ---------------------------------------------------------------------------------
 def column_display(column: Column) -> Callable[[Row], Any]:
-    """A list column showing one memory column, sortable by its value."""
+    """A list column showing one memory column, sortable by its value (empty ones last,
+    as the SDK and the API sort)."""
 
-    @admin.display(description=column.name, ordering=ColumnValue(column.key),
+    @admin.display(description=column.name, ordering=EmptyLast(ColumnValue(column.key)),
                    boolean=column.type == T.BOOLEAN)
     def show(row: Row) -> Any:
         value = row.data.get(column.key)
@@ -325,8 +325,23 @@ class ColumnFilter(admin.SimpleListFilter):
 
 
 class ChoiceFilter(ColumnFilter):
+    """The column's options, then the values rows hold that are not options (removed
+    since, or there before the column became a choice), then "no value": every row of
+    the table is under one of them."""
+
+    EMPTY = "__empty__"
+
     def lookups(self, request: HttpRequest, model_admin: Any) -> list:
-        return [(o, o) for o in self.column.options]
+        options = self.column.options
+        others = column_values(column=self.column, leave_out=options)
+        empty = [] if self.EMPTY in options else [(self.EMPTY, "(no value)")]
+        return [*((o, o) for o in options), *((v, f"{v} (not an option)") for v in others),
+                *empty]
+
+    def where(self, value: str) -> Any:
+        if value == self.EMPTY and value not in self.column.options:
+            return {"is_null": True}
+        return value
 
 
 class BooleanFilter(ColumnFilter):
@@ -524,7 +539,7 @@ class RowAdmin(RefusalsOnForm, admin.ModelAdmin):
                 row = row_create(table=table, data=form.values(), from_text=True)
                 obj.pk, obj.table = row.pk, table
         except ApplicationError as exc:
-            raise Refused(refusals_of(exc, None, form.fields, None)) from exc
+            raise Refused(refusals_of(exc, None, form.fields, None, under="data.")) from exc
 
     def save_related(self, request: HttpRequest, form: Any, formsets: list,
                      change: bool) -> None:

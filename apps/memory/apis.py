@@ -30,7 +30,7 @@ from apps.memory.query_params import (
     page_from_params,
     where_from_params,
 )
-from apps.memory.selectors import row_list
+from apps.memory.selectors import row_list, table_columns
 from apps.memory.validation import MemoryValidationError
 
 TAG = ["memory"]
@@ -237,7 +237,8 @@ WHERE = OpenApiParameter(
 ORDERING = OpenApiParameter(
     "ordering", OpenApiTypes.STR,
     description="Comma-separated fields, `-` for descending: a column name, id, "
-                "created_at or updated_at (default: id). Example: `-age,name`.")
+                "created_at or updated_at (default: id). Rows without a value come last "
+                "either way. Example: `-age,name`.")
 LIMIT = OpenApiParameter("limit", OpenApiTypes.INT,
                          description=f"Rows per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).")
 OFFSET = OpenApiParameter("offset", OpenApiTypes.INT, description="Rows to skip (default 0).")
@@ -268,9 +269,10 @@ class RowListApi(APIView):
         found = get_table(table)
         params = request.query_params
         limit, offset = page_from_params(params)
-        where = where_from_params(params, columns_of(found))
+        columns = table_columns(found)
+        where = where_from_params(params, columns)
         try:
-            columns, rows = row_list(table=found, where=where,
+            columns, rows = row_list(table=found, where=where, columns=columns,
                                      order_by=ordering_from_params(params))
         except MemoryValidationError as exc:
             raise in_query_terms(exc) from None
@@ -288,9 +290,14 @@ class RowListApi(APIView):
 
 
 def in_query_terms(exc: MemoryValidationError) -> MemoryValidationError:
-    """The selectors name fields and ``order_by``; name the parameters the caller sent."""
-    return MemoryValidationError({"ordering" if k == "order_by" else f"where[{k}]": v
-                                  for k, v in exc.errors.items()})
+    """The selectors name ``where.<field>`` and ``order_by``; name the parameters the
+    caller sent (``where[<field>]``, ``ordering``)."""
+    def param(key: str) -> str:
+        if key == "order_by":
+            return "ordering"
+        return f"where[{key.removeprefix('where.')}]" if key.startswith("where.") else key
+
+    return MemoryValidationError({param(k): v for k, v in exc.errors.items()})
 
 
 class RowDetailApi(APIView):
@@ -299,7 +306,7 @@ class RowDetailApi(APIView):
     @extend_schema(tags=TAG, responses=RowOutputSerializer)
     def get(self, request: Request, table: str, row_id: int) -> Response:
         found = get_table(table)
-        return Response(row_output(get_row(found, row_id), columns_of(found)))
+        return Response(row_output(get_row(found, row_id), table_columns(found)))
 
     @extend_schema(tags=TAG, request=RowInputSerializer, responses=RowOutputSerializer,
                    description="Changes only the fields `data` names; null empties a field.")
@@ -335,7 +342,8 @@ class TableCsvApi(APIView):
                    responses={201: inline_serializer("CsvImported", {
                        "imported": serializers.IntegerField()})},
                    description="All or nothing: on any error nothing is stored and `errors` "
-                               "names each line and header, e.g. `line 3, age`.")
+                               "names each line and value, e.g. `line 3, data.age` "
+                               "(`line 1`: the header).")
     def post(self, request: Request, table: str) -> Response:
         found = get_table(table)
         upload = request.data.get("file")

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from django.db import models
-from django.db.models import Expression, F
+from django.db.models import Expression, F, OrderBy
 from django.db.models.sql import Query
 
 KEY_PATTERN = re.compile(r"^c[0-9a-f]{1,19}$")
@@ -48,6 +48,36 @@ class ColumnValue(Expression):
         if connection.vendor == "postgresql":
             return f"({data} -> '{self.key}')", params
         return f"json_extract({data}, '$.{self.key}')", params
+
+
+class ColumnText(ColumnValue):
+    """A text column's value as SQL text (``data ->> 'key'``), to read values back exactly:
+    as JSON, SQLite's text ``1`` or ``null`` would come back as a number or None."""
+
+    output_field = models.TextField()
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list]:
+        data, params = compiler.compile(self.source)
+        if connection.vendor == "postgresql":
+            return f"({data} ->> '{self.key}')", params
+        return f"json_extract({data}, '$.{self.key}')", params
+
+
+class EmptyLast(OrderBy):
+    """Order by a column's value with empty values last, ascending or descending, on both
+    databases. Left to themselves PostgreSQL puts NULLs first when descending and SQLite
+    first when ascending; and ``order_by="-score", limit=10`` should give scores.
+
+    Reversing it (the admin does, for a click on a sorted column) flips only the direction:
+    Django's ``OrderBy`` would turn NULLS LAST into NULLS FIRST.
+    """
+
+    def __init__(self, expression: Any, descending: bool = False):
+        super().__init__(expression, descending=descending, nulls_last=True)
+
+    def reverse_ordering(self) -> EmptyLast:
+        self.descending = not self.descending
+        return self
 
 
 class Condition(Expression):

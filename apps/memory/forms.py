@@ -176,6 +176,12 @@ class RowForm(forms.ModelForm):
         add_refusals(self, self.refusals)
         return cleaned
 
+    def _post_clean(self) -> None:
+        # No model validation: the fields are the table's columns, which the services
+        # check. Django would validate a model field of the same name ("table", "run")
+        # instead, and refuse the form for it.
+        pass
+
     def values(self) -> dict[str, Any]:
         """Field values by column name, for ``row_create(from_text=True)``."""
         return {c.name: self.cleaned_data.get(c.name) for c in self.columns}

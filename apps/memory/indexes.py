@@ -16,9 +16,9 @@ from contextlib import nullcontext
 
 from django.db import IntegrityError, connection, transaction
 
-from apps.core.exceptions import ApplicationError
 from apps.memory.expressions import index_expression_sql
 from apps.memory.models import Column, Row
+from apps.memory.validation import MemoryValidationError
 
 log = logging.getLogger("flowops.memory")
 PREFIX = "memory_t"
@@ -93,8 +93,9 @@ def _create(name: str, column: Column) -> None:
     except IntegrityError as exc:
         if connection.vendor == "postgresql":
             _drop(name)  # a failed concurrent build leaves an invalid index behind
-        raise ApplicationError(f"column {column.name!r} cannot be unique: rows share a value",
-                               {"field": column.name}) from exc
+        raise MemoryValidationError({"unique": "rows share a value, so it cannot be unique"},
+                                    message=f"column {column.name!r} cannot be unique: rows "
+                                            "share a value") from exc
     log.info("memory: created index %s", name)
 
 

@@ -27,6 +27,11 @@ class Table(models.Model):
     name = models.CharField(max_length=63, unique=True, validators=[name_validator],
                             help_text="How scripts and the API name it, e.g. messages.")
     description = models.TextField(blank=True)
+    # A new random value with every change of the table or its columns, in the same
+    # transaction, so per-process caches of the columns can tell they are stale. Random,
+    # not a counter: a counter repeats after a rolled-back change, and so would a stale
+    # cache filled inside it.
+    schema_version = models.UUIDField(default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -6,8 +6,9 @@
      "note": {"is_null": True}, "status": {"not": "closed"}, "content": {"contains": "refund"}}
 
 Operands are checked and converted like written values, so ``{"day": {"gte": "2024-01-01"}}``
-compares dates. Every condition is built on ``ColumnValue``, the expression the indexes
-are built on (``apps.memory.indexes``).
+compares dates. Errors are keyed ``where.<field>``, ``order_by`` and ``limit``. Every
+condition is built on ``ColumnValue``, the expression the indexes are built on
+(``apps.memory.indexes``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,36 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.memory.expressions import ColumnValue, Condition
+from apps.memory.expressions import ColumnText, ColumnValue, Condition, EmptyLast
 from apps.memory.models import Column, Row, Table
 from apps.memory.validation import TEXTUAL, MemoryValidationError, coerce
 
 OPERATORS = {"eq", "not", "lt", "lte", "gt", "gte", "contains", "in", "is_null"}
 SYSTEM_FIELDS = {"id": "pk", "created_at": "created_at", "updated_at": "updated_at"}
 MAX_LIMIT = 10_000
+CACHED_TABLES = 1000
+SHOWN_VALUES = 50
+
+# table id -> (schema_version, columns). Whole entries are swapped, never edited, so
+# threads may share it.
+_columns: dict[int, tuple[Any, list[Column]]] = {}
+
+
+def table_columns(table: Table) -> list[Column]:
+    """The columns of ``table`` (as just read from the database), from a per-process cache.
+
+    Entries are checked against the table's ``schema_version``, which every schema
+    change, in any process, replaces in its own transaction: reading the table is the
+    check, and the columns are read again only after a change.
+    """
+    cached = _columns.get(table.pk)
+    if cached is not None and cached[0] == table.schema_version:
+        return cached[1]
+    columns = list(Column.objects.filter(table=table))
+    if len(_columns) >= CACHED_TABLES:
+        _columns.clear()  # tables deleted long ago would otherwise stay forever
+    _columns[table.pk] = (table.schema_version, columns)
+    return columns
 
 
 def row_filter(*, table: Table, where: dict[str, Any] | None = None,
@@ -38,16 +62,16 @@ def row_filter(*, table: Table, where: dict[str, Any] | None = None,
         try:
             rows = rows.filter(_condition(name, spec, by_name))
         except ValueError as exc:
-            errors[str(name)] = str(exc)
+            errors[f"where.{name}"] = str(exc)
     if errors:
         raise MemoryValidationError(errors)
     return rows
 
 
 def row_list(*, table: Table, where: dict[str, Any] | None = None,
-             order_by: str | list[str] | None = None, limit: int | None = None
-             ) -> tuple[list[Column], QuerySet[Row]]:
-    columns = list(Column.objects.filter(table=table))
+             order_by: str | list[str] | None = None, limit: int | None = None,
+             columns: list[Column] | None = None) -> tuple[list[Column], QuerySet[Row]]:
+    columns = columns if columns is not None else list(Column.objects.filter(table=table))
     rows = row_filter(table=table, where=where, columns=columns)
     rows = rows.order_by(*_ordering(order_by, columns))
     if limit is not None:
@@ -55,6 +79,20 @@ def row_list(*, table: Table, where: dict[str, Any] | None = None,
             raise MemoryValidationError({"limit": f"expected an integer from 0 to {MAX_LIMIT}"})
         rows = rows[:limit]
     return columns, rows
+
+
+def column_values(*, column: Column, leave_out: list[str], limit: int = SHOWN_VALUES
+                  ) -> list[str]:
+    """Up to ``limit`` distinct values that rows hold in a text column, other than
+    ``leave_out``, sorted: one DISTINCT over the table's rows, read as text."""
+    value = ColumnValue(column.key)
+    rows = Row.objects.filter(table_id=column.table_id).filter(
+        Condition(value, "is_null", False))
+    if leave_out:
+        rows = rows.exclude(Condition(value, "in", list(leave_out)))
+    found = rows.annotate(text=ColumnText(column.key)).order_by("text").values_list(
+        "text", flat=True).distinct()[:limit]
+    return [str(text) for text in found]
 
 
 def _condition(name: str, spec: Any, by_name: dict[str, Column]) -> Any:
@@ -147,8 +185,7 @@ def _ordering(order_by: str | list[str] | None, columns: list[Column]) -> list[A
         desc = isinstance(raw, str) and raw.startswith("-")
         name = raw[1:] if desc else raw
         if name in by_name:
-            expr = ColumnValue(by_name[name].key)
-            ordering.append(expr.desc(nulls_last=True) if desc else expr.asc(nulls_last=True))
+            ordering.append(EmptyLast(ColumnValue(by_name[name].key), descending=desc))
         elif name in SYSTEM_FIELDS:
             ordering.append(f"{'-' if desc else ''}{SYSTEM_FIELDS[name]}")
         else:

@@ -27,7 +27,19 @@ FALSE = {"false", "no", "0", "n", "f", "off"}
 
 
 class MemoryValidationError(ApplicationError):
-    """A write refused because of its values; ``errors`` maps each field to what is wrong."""
+    """A request refused because of what it holds; ``errors`` maps the path of each wrong
+    input to what is wrong with it, so a column's value never reads as a definition:
+
+    * a row's values: ``data.<column>`` (``data.email``), or ``data`` for the whole object;
+      a CSV import adds the line: ``line 3, data.age`` (``line 3`` for the line itself);
+    * a table's definition: ``name``, ``description``, ``columns[2].type`` (a column of
+      ``table_create``);
+    * one column's definition (the column services, as the REST API's column endpoints
+      and the admin's column forms call them): ``name``, ``type``, ``options``,
+      ``required``, ``default``, ``unique``, ``indexed``, ``force``;
+    * a query: ``where.<column>``, ``order_by``, ``limit``; SDK arguments: ``table``,
+      ``id``, ``workflow_id``.
+    """
 
     def __init__(self, errors: dict[str, str], message: str | None = None):
         self.errors = errors
@@ -175,6 +187,11 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:60]
 
 
+def data_path(name: Any) -> str:
+    """The error key of a row's value (``MemoryValidationError``)."""
+    return f"data.{name}"
+
+
 def check_row(columns: Iterable[Column], values: dict[str, Any], *, partial: bool = False,
               from_text: bool = False) -> tuple[dict[str, Any], set[str]]:
     """Values by column name -> (stored values by column key, keys set to empty).
@@ -190,7 +207,7 @@ def check_row(columns: Iterable[Column], values: dict[str, Any], *, partial: boo
     for name in values:
         if name not in by_name:
             known = ", ".join(by_name) or "none"
-            errors[str(name)] = f"unknown field (the columns are: {known})"
+            errors[data_path(name)] = f"unknown field (the columns are: {known})"
     stored: dict[str, Any] = {}
     cleared: set[str] = set()
     for column in columns:
@@ -203,11 +220,11 @@ def check_row(columns: Iterable[Column], values: dict[str, Any], *, partial: boo
         try:
             result = coerce(column, value, from_text=from_text)
         except ValueError as exc:
-            errors[column.name] = str(exc)
+            errors[data_path(column.name)] = str(exc)
             continue
         if result is None:
             if column.required:
-                errors[column.name] = "required"
+                errors[data_path(column.name)] = "required"
             cleared.add(column.key)
         else:
             stored[column.key] = result

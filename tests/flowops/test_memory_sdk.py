@@ -29,8 +29,8 @@ def test_later_rows_must_fit_the_inferred_columns(db):
     with pytest.raises(memory.MemoryValidationError) as caught:
         memory.store(table="messages", data={"type": 3, "mood": "ok"})
 
-    assert caught.value.errors == {"mood": "unknown field (the columns are: type)",
-                                   "type": "expected text, got int 3"}
+    assert caught.value.errors == {"data.mood": "unknown field (the columns are: type)",
+                                   "data.type": "expected text, got int 3"}
     assert Row.objects.count() == 1
 
 

@@ -13,13 +13,14 @@ from apps.memory.models import Column, Row, Table
 from apps.memory.services.locks import lock_for_write
 from apps.memory.services.rows import check_unique, columns_of, save_checked
 from apps.memory.services.schema import as_text
-from apps.memory.validation import MemoryValidationError, check_row
+from apps.memory.validation import MemoryValidationError, check_row, data_path
 
 SHOWN_ERRORS = 20
 
 
 class CsvImportError(MemoryValidationError):
-    """A refused import; ``errors`` keys read ``line 3, score`` (or ``line 1`` for the header)."""
+    """A refused import; ``errors`` keys read ``line 3, data.score`` (a value: the line, then
+    the row error's own key) or ``line 1`` (a line as a whole: here the header)."""
 
 
 @transaction.atomic
@@ -112,7 +113,7 @@ def _note_repeats(line: int, stored: dict, unique: list[Column],
         if column.key in stored:
             mark = (column.key, repr(stored[column.key]))
             if mark in seen:
-                errors[f"line {line}, {column.name}"] = (
+                errors[f"line {line}, {data_path(column.name)}"] = (
                     f"{stored[column.key]!r} repeats line {seen[mark]} (the column is unique)")
             else:
                 seen[mark] = line

@@ -3,6 +3,7 @@ one transaction over the single-purpose services, so a refused part undoes the r
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -29,6 +30,7 @@ def table_update(*, table: Table, name: str | None = None,
         if not isinstance(description, str):
             raise MemoryValidationError({"description": "expected text"})
         table.description = description
+    table.schema_version = uuid.uuid4()  # cached columns are found by the table's name
     try:
         with transaction.atomic():
             table.save()

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from apps.memory.expressions import ColumnValue, Condition
 from apps.memory.models import Column, Row, Table
 from apps.memory.services.locks import lock_for_write
-from apps.memory.validation import MemoryValidationError, check_row
+from apps.memory.validation import MemoryValidationError, check_row, data_path
 
 UNIQUE_INDEX = re.compile(r"memory_t\d+_(c[0-9a-f]+)_uq")
 
@@ -63,7 +63,7 @@ def check_unique(table: Table, columns: list[Column], stored: dict[str, Any],
         if column.unique and column.key in stored:
             holder = _holder(table, column, stored[column.key], exclude_id)
             if holder is not None:
-                errors[column.name] = unique_message(stored[column.key], holder)
+                errors[data_path(column.name)] = unique_message(stored[column.key], holder)
     if errors:
         raise MemoryValidationError(errors)
 
@@ -91,5 +91,5 @@ def save_checked(row: Row, columns: list[Column]) -> Row:
         if column is None:
             raise
         raise MemoryValidationError(
-            {column.name: unique_message(row.data.get(column.key), None)}) from exc
+            {data_path(column.name): unique_message(row.data.get(column.key), None)}) from exc
     return row

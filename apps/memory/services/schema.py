@@ -4,6 +4,9 @@ Rows are keyed by column key, so a rename touches no row. Adding fills the defau
 existing rows; removing strips the value (refused while rows hold one, unless forced);
 a type change converts every value or, if any does not convert, changes nothing and
 names the rows that block it. Each change locks the table against concurrent row writes.
+
+Errors are keyed by the part of the column's definition that is refused (``type``,
+``unique``, ``force``...), never by the column's name, which could read as one of those.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from apps.memory.indexes import schedule_index_sync
 from apps.memory.models import Column, Row, Table
 from apps.memory.services.locks import lock_table
-from apps.memory.services.tables import check_name
+from apps.memory.services.tables import check_name, schema_changed
 from apps.memory.validation import TEXTUAL, MemoryValidationError, coerce
 
 T = Column.Type
@@ -27,13 +30,15 @@ BATCH = 500
 
 
 class SchemaChangeError(MemoryValidationError):
-    """A column change refused because of the rows; ``rows`` are the ids that block it."""
+    """A column change refused because of the rows; ``rows`` are the ids that block it,
+    ``field`` the part of the definition refused."""
 
     http_status = 409  # the request is fine; the table's current rows are in the way
 
-    def __init__(self, field: str, why: str, rows: list[int]):
+    def __init__(self, column: Column, field: str, why: str, rows: list[int]):
         self.rows = rows
-        super().__init__({field: f"{why} (rows {_ids(rows)})" if rows else why})
+        text = f"{why} (rows {_ids(rows)})" if rows else why
+        super().__init__({field: text}, message=f"column {column.name!r}, {field}: {text}")
         self.extra["rows"] = rows
 
 
@@ -56,16 +61,17 @@ def column_add(*, table: Table, name: str, type: str = T.TEXT, options: list | N
     column.default = _default(column, default)
     rows = list(Row.objects.filter(table=table).values_list("pk", flat=True)[:SHOWN_ROWS + 1])
     if required and column.default is None and rows:
-        raise SchemaChangeError(name, "a required column needs a default for the rows "
-                                      "that exist", rows)
+        raise SchemaChangeError(column, "required", "a required column needs a default for "
+                                                    "the rows that exist", rows)
     if unique and column.default is not None and len(rows) > 1:
-        raise SchemaChangeError(name, "a unique column cannot give every row the same "
-                                      "default", rows)
+        raise SchemaChangeError(column, "unique", "a unique column cannot give every row the "
+                                                  "same default", rows)
     last = Column.objects.filter(table=table).order_by("-position").first()
     column.position = last.position + 1 if last else 0
     _save(column)
     if column.default is not None:
         _fill(column, column.default)
+    schema_changed(table.id)
     schedule_index_sync(table.id)
     return column
 
@@ -77,6 +83,7 @@ def column_rename(*, column: Column, name: str) -> Column:
     column = _stored(column)
     column.name = check_name(name, "name")
     _save(column)
+    schema_changed(column.table_id)
     return column
 
 
@@ -87,12 +94,13 @@ def column_remove(*, column: Column, force: bool = False) -> None:
     column = _stored(column)
     holding = [pk for pk, _ in _values(column)]
     if holding and not force:
-        raise SchemaChangeError(column.name, "rows hold values in this column; remove it "
-                                             "with force to drop them", holding)
+        raise SchemaChangeError(column, "force", "rows hold values in this column; remove it "
+                                                 "with force to drop them", holding)
     if holding:
         _strip(column)
     table_id = column.table_id
     column.delete()
+    schema_changed(table_id)
     schedule_index_sync(table_id)
 
 
@@ -105,6 +113,8 @@ def column_change_type(*, column: Column, type: str, options: list | None = None
                     type=_type(type), options=_options(type, options), unique=column.unique,
                     indexed=column.indexed, required=column.required)
     _check_flags(target)
+    # A new type is refused on "type"; new options of a choice column on "options".
+    field = "type" if target.type != column.type else "options"
     converted, blocking = {}, defaultdict(list)
     for pk, value in _values(column):
         try:
@@ -114,14 +124,15 @@ def column_change_type(*, column: Column, type: str, options: list | None = None
     if blocking:
         why, rows = next(iter(blocking.items()))
         all_rows = sorted(pk for pks in blocking.values() for pk in pks)
-        raise SchemaChangeError(column.name, f"cannot change {column.type} to {target.type}: "
-                                             f"{why}", all_rows)
+        raise SchemaChangeError(column, field, f"cannot change {column.type} to {target.type}: "
+                                              f"{why}", all_rows)
     if target.unique:
-        _refuse_duplicates(target, converted.items())
-    _rewrite(column, converted)
+        _refuse_duplicates(target, converted.items(), field)
+    _rewrite(column, converted, field)
     column.type, column.options = target.type, target.options
-    column.default = _converted_default(column.default, column, target)
+    column.default = _converted_default(column.default, column, target, field)
     column.save()
+    schema_changed(column.table_id)
     return column
 
 
@@ -140,17 +151,18 @@ def column_update(*, column: Column, required: bool | None = None, default: Any 
         empty = list(Row.objects.filter(table_id=column.table_id).exclude(
             pk__in=holding).values_list("pk", flat=True))
         if empty:
-            raise SchemaChangeError(column.name, "rows have no value, so it cannot be "
-                                                 "required", empty)
+            raise SchemaChangeError(column, "required", "rows have no value, so it cannot be "
+                                                        "required", empty)
     for flag, value in (("required", required), ("unique", unique), ("indexed", indexed)):
         if value is not None:
             setattr(column, flag, bool(value))
     _check_flags(column)
     if column.unique:
-        _refuse_duplicates(column, values)
+        _refuse_duplicates(column, values, "unique")
     if default is not UNSET:
         column.default = _default(column, default)
     column.save()
+    schema_changed(column.table_id)
     schedule_index_sync(column.table_id)
     return column
 
@@ -174,14 +186,14 @@ def as_text(value: Any, source: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _converted_default(default: Any, old: Column, target: Column) -> Any:
+def _converted_default(default: Any, old: Column, target: Column, field: str) -> Any:
     if default is None:
         return None
     try:
         return convert(default, old.type, target)
     except ValueError:
-        raise MemoryValidationError({old.name: f"its default {default!r} does not convert to "
-                                               f"{target.type}; change the default first"}
+        raise MemoryValidationError({field: f"its default {default!r} does not convert to "
+                                            f"{target.type}; change the default first"}
                                     ) from None
 
 
@@ -208,7 +220,8 @@ def _options(type: str, options: Any) -> list:
 
 def _check_flags(column: Column) -> None:
     if (column.unique or column.indexed) and column.type == T.JSON:
-        raise MemoryValidationError({column.name: "a json column cannot be unique or indexed"})
+        field = "unique" if column.unique else "indexed"
+        raise MemoryValidationError({field: "a json column cannot be unique or indexed"})
 
 
 def _default(column: Column, default: Any) -> Any:
@@ -218,13 +231,13 @@ def _default(column: Column, default: Any) -> Any:
         raise MemoryValidationError({"default": str(exc)}) from None
 
 
-def _refuse_duplicates(column: Column, values: Any) -> None:
+def _refuse_duplicates(column: Column, values: Any, field: str) -> None:
     seen: dict[str, list[int]] = defaultdict(list)
     for pk, value in values:
         seen[json.dumps(value, sort_keys=True)].append(pk)
     rows = sorted(pk for pks in seen.values() if len(pks) > 1 for pk in pks)
     if rows:
-        raise SchemaChangeError(column.name, "rows share values, so it cannot be unique", rows)
+        raise SchemaChangeError(column, field, "rows share values, so it cannot be unique", rows)
 
 
 def _stored(column: Column) -> Column:
@@ -251,7 +264,7 @@ def _values(column: Column) -> Any:
             yield pk, data[column.key]
 
 
-def _rewrite(column: Column, values: dict[int, Any]) -> None:
+def _rewrite(column: Column, values: dict[int, Any], field: str) -> None:
     pks = sorted(values)
     for start in range(0, len(pks), BATCH):
         rows = list(Row.objects.filter(pk__in=pks[start:start + BATCH]))
@@ -261,8 +274,8 @@ def _rewrite(column: Column, values: dict[int, Any]) -> None:
             with transaction.atomic():
                 Row.objects.bulk_update(rows, ["data"])
         except IntegrityError:
-            raise SchemaChangeError(column.name, "converted values would repeat in a unique "
-                                                 "column", pks) from None
+            raise SchemaChangeError(column, field, "converted values would repeat in a unique "
+                                                  "column", pks) from None
 
 
 def _fill(column: Column, value: Any) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -17,6 +18,12 @@ def table_get(name: str) -> Table:
     if table is None:
         raise MemoryValidationError({"table": f"no table named {name!r}"})
     return table
+
+
+def schema_changed(table_id: int) -> None:
+    """A new ``schema_version`` for the table, in the caller's transaction (every schema
+    change calls it): caches of its columns in every process see it and read them again."""
+    Table.objects.filter(pk=table_id).update(schema_version=uuid.uuid4())
 
 
 def check_name(name: Any, field: str) -> str:
@@ -41,12 +48,18 @@ def table_create(*, name: str, description: str = "",
             table = Table.objects.create(name=name, description=description)
     except IntegrityError:
         raise MemoryValidationError({"name": f"a table named {name!r} exists"}) from None
-    for spec in columns or []:
+    for index, spec in enumerate(columns or []):
+        where = f"columns[{index}]"
         if not isinstance(spec, dict) or "name" not in spec or set(spec) - COLUMN_FIELDS:
-            raise MemoryValidationError({"columns": (
+            raise MemoryValidationError({where: (
                 f"expected a dict with 'name' and some of {', '.join(sorted(COLUMN_FIELDS))}; "
                 f"got {spec!r}")})
-        column_add(table=table, **spec)
+        try:
+            column_add(table=table, **spec)
+        except MemoryValidationError as exc:
+            # column_add names the part of one column; say which column of the list.
+            raise MemoryValidationError({f"{where}.{k}": v for k, v in exc.errors.items()}
+                                        ) from exc
     return table
 
 

@@ -4,6 +4,7 @@ since PostgreSQL builds indexes concurrently, after commit."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -22,6 +23,18 @@ ONLY_POSTGRES = pytest.mark.skipif(
 
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that uses this test's database."""
+    db = connection.settings_dict
+    env = {**os.environ, **extra}
+    if is_postgres():
+        env.update(DJANGO_SETTINGS_MODULE="settings.test", DATABASE_URL=(
+            f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"))
+    else:
+        env.update(DJANGO_SETTINGS_MODULE="settings.test_sqlite", FLOWOPS_DB_PATH=db["NAME"])
+    return env
 
 
 @pytest.fixture

@@ -247,6 +247,22 @@ def test_a_refused_removal_is_named_above_the_columns_beside_other_refusals(admi
     assert list(inline_errors(response)[1]) == ["type"]
 
 
+def test_refusals_for_columns_named_like_rules_land_on_the_rule_changed(admin_client):
+    table = services.table_create(name="odd", columns=[
+        {"name": "unique", "type": "text"}, {"name": "required", "type": "text"}])
+    row = services.row_create(table=table, data={"unique": "x", "required": "y"})
+
+    response = change_table(admin_client, table, edits={
+        "unique": {"type": "integer"}, "required": {"DELETE": True}})
+
+    assert inline_errors(response)[0] == {"type": [
+        f"cannot change text to integer: expected an integer, got 'x' (rows {row.pk})"]}
+    assert inline_errors(response)[1] == {"force": [
+        f"rows hold values in this column; remove it with force to drop them (rows {row.pk})"]}
+    assert [(c.name, c.type) for c in Column.objects.filter(table=table)] == [
+        ("unique", "text"), ("required", "text")]
+
+
 def test_a_type_change_that_converts_goes_through(admin_client, contacts):
     response = change_table(admin_client, contacts, edits={"age": {"type": "number"}})
 
@@ -306,6 +322,18 @@ def test_the_row_list_sorts_by_a_column(admin_client, contacts):
     assert emails(response) == ["cy@example.com", "bob@example.com", "ann@example.com"]
 
 
+@pytest.mark.parametrize("order", ["", "-"])
+def test_rows_without_a_value_are_listed_last_in_either_direction(admin_client, contacts,
+                                                                  order):
+    names = [c.name for c in Column.objects.filter(table=contacts)]
+    age = names.index("age") + 2  # after the checkbox and the id
+
+    response = admin_client.get(rows_url(contacts, o=f"{order}{age}"))
+
+    ages = ["ann@example.com", "bob@example.com"]  # 31, 40
+    assert emails(response) == [*(ages if order == "" else ages[::-1]), "cy@example.com"]
+
+
 @pytest.mark.parametrize(("params", "expected"), [
     ({"col_plan": "free"}, ["bob@example.com", "cy@example.com"]),
     ({"col_vip": "true"}, ["ann@example.com"]),
@@ -319,6 +347,29 @@ def test_filters_and_search_narrow_the_rows(admin_client, contacts, params, expe
 
     assert response.status_code == 200
     assert emails(response) == expected
+
+
+def test_the_choice_filter_offers_every_value_rows_hold(admin_client, contacts):
+    # given "free" removed from the options while rows hold it, a value never an option
+    # (written past the services, as rows from before the column was a choice), no value
+    plan, email = column(contacts, "plan"), column(contacts, "email")
+    Column.objects.filter(pk=plan.pk).update(options=["pro", "team"])
+    Row.objects.create(table=contacts, data={email.key: "dee@example.com", plan.key: "1"})
+    services.row_create(table=contacts, data={"email": "eve@example.com"})
+
+    # when
+    listed = admin_client.get(rows_url(contacts))
+    found = {value: emails(admin_client.get(rows_url(contacts, col_plan=value)))
+             for value in ["free", "1", "__empty__"]}
+
+    # then
+    [spec] = [f for f in listed.context["cl"].filter_specs
+              if getattr(f, "parameter_name", "") == "col_plan"]
+    assert spec.lookup_choices == [
+        ("pro", "pro"), ("team", "team"), ("1", "1 (not an option)"),
+        ("free", "free (not an option)"), ("__empty__", "(no value)")]
+    assert found == {"free": ["bob@example.com", "cy@example.com"], "1": ["dee@example.com"],
+                     "__empty__": ["eve@example.com"]}
 
 
 def test_the_table_filter_leaves_the_other_tables_column_filters_behind(admin_client,
@@ -394,6 +445,16 @@ def test_a_bad_value_shows_on_its_field_and_stores_nothing(admin_client, contact
     assert form_errors(response) == {field: [m.format(ann=ann) for m in messages]
                                      for field, messages in errors.items()}
     assert Row.objects.filter(table=contacts).count() == 3
+
+
+def test_a_value_error_shows_on_the_column_named_like_a_model_field(admin_client):
+    table = services.table_create(name="odd", columns=[
+        {"name": "data", "type": "integer"}, {"name": "table", "type": "integer"}])
+
+    response = admin_client.post(f"{ADD_ROW}?table={table.pk}", {"data": "x", "table": "1"})
+
+    assert form_errors(response) == {"data": ["expected an integer, got 'x'"]}
+    assert not Row.objects.filter(table=table).exists()
 
 
 def test_a_row_is_changed_and_a_bad_change_stores_nothing(admin_client, contacts):
@@ -514,8 +575,8 @@ def test_a_failing_csv_import_lists_line_and_header_and_stores_nothing(admin_cli
     content = response.content.decode()
     assert response.status_code == 200
     assert response.context["errors"] == {
-        "line 3, age": "expected an integer, got 'old'"}
-    assert "line 3, age: expected an integer, got &#x27;old&#x27;" in content
+        "line 3, data.age": "expected an integer, got 'old'"}
+    assert "line 3, data.age: expected an integer, got &#x27;old&#x27;" in content
     assert Row.objects.filter(table=contacts).count() == 3
 
 

@@ -139,7 +139,7 @@ def test_a_refused_table_creates_nothing(admin_api):
     # then
     assert response.status_code == 400
     assert response.json()["errors"] == {
-        "options": "a choice column needs a list of distinct, non-empty texts"}
+        "columns[1].options": "a choice column needs a list of distinct, non-empty texts"}
     assert not Table.objects.exists()
     assert not Column.objects.exists()
 
@@ -227,7 +227,7 @@ def test_a_type_change_that_does_not_convert_is_409_with_the_rows(admin_api, pla
     # then: nothing changed, not even the rename
     assert response.status_code == 409
     assert response.json()["rows"] == ids
-    assert response.json()["errors"] == {"name": "cannot change text to number: expected a "
+    assert response.json()["errors"] == {"type": "cannot change text to number: expected a "
                                          f"number, got 'Ann' (rows {', '.join(map(str, ids))})"}
     assert column(plans, "name").type == "text"
     assert rows_of(plans)[0]["name"] == "Ann"
@@ -249,7 +249,8 @@ def test_deleting_a_column_with_values_needs_force(admin_api, plans):
     refused = admin_api.delete(f"{URL}plans/columns/vip/")
     assert refused.status_code == 409
     assert len(refused.json()["rows"]) == 2
-    assert "force" in refused.json()["errors"]["vip"]
+    assert list(refused.json()["errors"]) == ["force"]
+    assert refused.json()["message"].startswith("column 'vip', force: rows hold values")
     assert column(plans, "vip")
     assert admin_api.delete(f"{URL}plans/columns/vip/?force=true").status_code == 204
     assert not Column.objects.filter(table=plans, name="vip").exists()
@@ -260,7 +261,7 @@ def test_a_required_column_without_default_is_refused_on_a_table_with_rows(admin
     response = admin_api.post(f"{URL}plans/columns/", {"name": "email", "required": True},
                               format="json")
     assert response.status_code == 409
-    assert list(response.json()["errors"]) == ["email"]
+    assert list(response.json()["errors"]) == ["required"]
     assert not Column.objects.filter(table=plans, name="email").exists()
 
 
@@ -312,9 +313,28 @@ def test_every_rule_answers_400_naming_the_field_and_stores_nothing(api, people,
     response = api.post("/api/memory/tables/people/rows/", {"data": data}, format="json")
     # then
     assert response.status_code == 400
-    assert list(response.json()["errors"]) == [field]
-    assert field in response.json()["message"]
+    assert list(response.json()["errors"]) == [f"data.{field}"]
+    assert f"data.{field}: " in response.json()["message"]
     assert rows_of(people) == [{"email": "taken@example.com", "active": True}]
+
+
+def test_value_errors_and_definition_errors_have_distinct_keys(admin_api):
+    # given columns named like the fields of a column's definition
+    admin_api.post(URL, {"name": "odd", "columns": [
+        {"name": "name", "type": "integer"}, {"name": "type", "type": "integer"}]},
+        format="json")
+    admin_api.post(f"{URL}odd/rows/", {"data": {"name": 1}}, format="json")
+    # when
+    value = admin_api.post(f"{URL}odd/rows/", {"data": {"name": "x", "type": "y"}},
+                           format="json")
+    definition = admin_api.patch(f"{URL}odd/columns/name/", {"type": "boolean"},
+                                 format="json")
+    # then
+    assert value.json()["errors"] == {"data.name": "expected an integer, got text 'x'",
+                                      "data.type": "expected an integer, got text 'y'"}
+    assert list(definition.json()["errors"]) == ["type"]
+    assert Row.objects.count() == 1
+    assert column(Table.objects.get(name="odd"), "name").type == "integer"
 
 
 @pytest.mark.parametrize("body", [{"data": ["a"]}, {"data": "x"}, {"email": "a@b.io"}, {}])
@@ -331,7 +351,7 @@ def test_a_refused_update_changes_nothing(api, people):
     response = api.patch(f"/api/memory/tables/people/rows/{row.id}/",
                          {"data": {"age": 2, "email": "b@example.com"}}, format="json")
     assert response.status_code == 400
-    assert list(response.json()["errors"]) == ["email"]
+    assert list(response.json()["errors"]) == ["data.email"]
     assert rows_of(people)[0] == {"email": "a@example.com", "age": 1, "active": True}
 
 
@@ -396,7 +416,8 @@ def test_bad_query_parameters_are_400_naming_the_parameter(api, plans, query, fi
 
 @pytest.mark.parametrize(("ordering", "expected"), [
     ("age", ["bob", "Ann", "Cy", "Dee"]),
-    ("-age", ["Cy", "Ann", "bob", "Dee"]),
+    ("-age", ["Cy", "Ann", "bob", "Dee"]),  # Dee has no age: last either way
+    ("-vip", ["Ann", "Dee", "bob", "Cy"]),
     ("plan,-age", ["bob", "Dee", "Cy", "Ann"]),
     ("-id", ["Dee", "Cy", "bob", "Ann"]),
     ("created_at", ["Ann", "bob", "Cy", "Dee"]),
@@ -441,9 +462,9 @@ def test_csv_import_is_all_or_nothing_and_names_lines(api, plans):
     # then
     assert response.status_code == 400
     assert response.json()["errors"] == {
-        "line 3, age": "expected an integer, got 'old'",
-        "line 4, name": "required",
-        "line 4, plan": "'gold' is not one of 'free', 'pro'"}
+        "line 3, data.age": "expected an integer, got 'old'",
+        "line 4, data.name": "required",
+        "line 4, data.plan": "'gold' is not one of 'free', 'pro'"}
     assert response.json()["message"].startswith("nothing imported: ")
     assert Row.objects.filter(table=plans).count() == 4
 

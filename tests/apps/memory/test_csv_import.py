@@ -30,9 +30,9 @@ def test_an_import_stores_every_line(people):
 
 
 @pytest.mark.parametrize(("text", "errors"), [
-    ("email,age\na@b.co,1\nc@d.co,old\n", {"line 3, age": "expected an integer, got 'old'"}),
-    ("email,age\na@b.co,1\n,2\n", {"line 3, email": "required"}),
-    ("email,kind\na@b.co,friend\n", {"line 2, kind": "'friend' is not one of 'lead', "
+    ("email,age\na@b.co,1\nc@d.co,old\n", {"line 3, data.age": "expected an integer, got 'old'"}),
+    ("email,age\na@b.co,1\n,2\n", {"line 3, data.email": "required"}),
+    ("email,kind\na@b.co,friend\n", {"line 2, data.kind": "'friend' is not one of 'lead', "
                                                       "'customer'"}),
     ("email,age\na@b.co,1,9\n", {"line 2": "3 values for 2 columns"}),
     ("email,color\na@b.co,red\n", {"line 1": "unknown column 'color' (the columns are: "
@@ -40,7 +40,7 @@ def test_an_import_stores_every_line(people):
                                              "score, seen, site)"}),
     ("email,email\na@b.co,a@b.co\n", {"line 1": "column 'email' appears twice"}),
     ("", {"line 1": "the file is empty; expected a header line of column names"}),
-    ("email\na@b.co\nx@y.co\na@b.co\n", {"line 4, email": "'a@b.co' repeats line 2 (the "
+    ("email\na@b.co\nx@y.co\na@b.co\n", {"line 4, data.email": "'a@b.co' repeats line 2 (the "
                                                           "column is unique)"}),
     ("email\n\"a@b.co\n", {"line 2": "not valid CSV: unexpected end of data"}),
 ])
@@ -54,7 +54,7 @@ def test_a_line_clashing_with_a_stored_row_refuses_the_import(people):
 
     errors = refused(people, "email\nx@y.co\na@b.co\n")
 
-    assert errors == {"line 3, email": f"'a@b.co' is already taken in row {held.id} (the "
+    assert errors == {"line 3, data.email": f"'a@b.co' is already taken in row {held.id} (the "
                                        "column is unique)"}
     assert rows_of(people) == [{"email": "a@b.co", "active": True}]
 
@@ -71,3 +71,14 @@ def test_an_export_imports_back_the_same_rows(people):
 
     assert rows_of(people) == before
     assert text.splitlines()[0] == "email,age,score,active,born,seen,kind,site,bio,meta"
+
+
+def test_a_value_error_names_the_line_and_the_value_path(db):
+    table = services.table_create(name="clash", columns=[
+        {"name": "name", "type": "text", "required": True}, {"name": "type", "type": "integer"}])
+
+    errors = refused(table, "name,type\nann,1\n,x\n")
+
+    assert errors == {"line 3, data.name": "required",
+                      "line 3, data.type": "expected an integer, got 'x'"}
+    assert Row.objects.count() == 0

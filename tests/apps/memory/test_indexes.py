@@ -49,7 +49,7 @@ def test_the_unique_index_refuses_a_duplicate_the_check_did_not_see():
     with pytest.raises(services.MemoryValidationError) as caught:
         services.row_create(table=table, data={"code": "A1"})
 
-    assert caught.value.errors["code"].startswith("'A1' is already taken")
+    assert caught.value.errors["data.code"].startswith("'A1' is already taken")
     assert Row.objects.count() == 1
 
 
@@ -82,7 +82,7 @@ def test_concurrent_writers_store_a_unique_value_once(index_built):
             services.row_create(table=table, data={"ticket": 7})
             outcomes.append("stored")
         except services.MemoryValidationError as exc:
-            outcomes.append(exc.errors["ticket"].split(" (")[0].split(" in row")[0])
+            outcomes.append(exc.errors["data.ticket"].split(" (")[0].split(" in row")[0])
         finally:
             connections.close_all()
 

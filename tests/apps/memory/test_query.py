@@ -53,6 +53,16 @@ def test_where_operators(tasks, where, expected):
     assert titles(tasks, where=where) == expected
 
 
+@pytest.mark.parametrize(("order_by", "expected"), [
+    ("due", ["fix 100% bug", "Write docs", "review", "Deploy docs"]),
+    ("-due", ["Write docs", "fix 100% bug", "review", "Deploy docs"]),
+    ("weight", ["Write docs", "Deploy docs", "fix 100% bug", "review"]),
+    ("-weight", ["Deploy docs", "Write docs", "fix 100% bug", "review"]),
+])
+def test_empty_values_sort_last_in_either_direction(tasks, order_by, expected):
+    assert titles(tasks, order_by=order_by) == expected
+
+
 def test_order_by_a_column_and_limit(tasks):
     assert titles(tasks, order_by="-points", limit=2) == ["fix 100% bug", "Deploy docs"]
     assert titles(tasks, order_by="due") == ["fix 100% bug", "Write docs", "review",
@@ -62,17 +72,17 @@ def test_order_by_a_column_and_limit(tasks):
 
 
 @pytest.mark.parametrize(("kwargs", "errors"), [
-    ({"where": {"colour": "red"}}, {"colour": "unknown field (the columns are: title, points, "
-                                              "done, due, weight)"}),
-    ({"where": {"points": "many"}}, {"points": "bad operand: expected an integer, got text "
-                                               "'many'"}),
-    ({"where": {"points": {"contains": "1"}}}, {"points": "contains works on text columns, "
-                                                          "with a text operand"}),
-    ({"where": {"points": {"in": 3}}}, {"points": "in takes a list of values"}),
-    ({"where": {"due": {"is_null": "yes"}}}, {"due": "is_null takes true or false"}),
-    ({"where": {"created_at": {"gte": "soon"}}}, {"created_at": "'soon' is not a valid "
-                                                                "created_at"}),
-    ({"where": {"id": {"in": [1, "x"]}}}, {"id": "'x' is not a valid id"}),
+    ({"where": {"colour": "red"}}, {"where.colour": "unknown field (the columns are: title, "
+                                                    "points, done, due, weight)"}),
+    ({"where": {"points": "many"}}, {"where.points": "bad operand: expected an integer, got "
+                                                     "text 'many'"}),
+    ({"where": {"points": {"contains": "1"}}}, {"where.points": "contains works on text "
+                                                                "columns, with a text operand"}),
+    ({"where": {"points": {"in": 3}}}, {"where.points": "in takes a list of values"}),
+    ({"where": {"due": {"is_null": "yes"}}}, {"where.due": "is_null takes true or false"}),
+    ({"where": {"created_at": {"gte": "soon"}}}, {"where.created_at": "'soon' is not a valid "
+                                                                      "created_at"}),
+    ({"where": {"id": {"in": [1, "x"]}}}, {"where.id": "'x' is not a valid id"}),
     ({"order_by": "colour"}, {"order_by": "unknown field 'colour'"}),
     ({"limit": -1}, {"limit": "expected an integer from 0 to 10000"}),
 ])

@@ -50,15 +50,15 @@ def test_a_wrong_value_is_refused_naming_the_field_and_nothing_is_stored(people,
                                                                          message):
     errors = refused(people, data)
 
-    assert list(errors) == [field]
-    assert errors[field].startswith(message)
+    assert list(errors) == [f"data.{field}"]
+    assert errors[f"data.{field}"].startswith(message)
     assert Row.objects.count() == 0
 
 
 def test_every_wrong_field_is_named_at_once(people):
     errors = refused(people, {"email": "x", "age": "y", "color": "red"})
 
-    assert sorted(errors) == ["age", "color", "email"]
+    assert sorted(errors) == ["data.age", "data.color", "data.email"]
 
 
 def test_a_duplicate_in_a_unique_column_is_refused(people):
@@ -66,7 +66,7 @@ def test_a_duplicate_in_a_unique_column_is_refused(people):
 
     errors = refused(people, {"email": "a@b.co", "age": 5})
 
-    assert errors == {"email": f"'a@b.co' is already taken in row {first.id} (the column is "
+    assert errors == {"data.email": f"'a@b.co' is already taken in row {first.id} (the column is "
                                "unique)"}
     assert rows_of(people) == [{"email": "a@b.co", "active": True}]
 
@@ -91,7 +91,7 @@ def test_a_refused_update_changes_nothing(people, data, field):
     with pytest.raises(MemoryValidationError) as caught:
         services.row_update(row=row, data=data)
 
-    assert list(caught.value.errors) == [field]
+    assert list(caught.value.errors) == [f"data.{field}"]
     assert rows_of(people)[1] == {"email": "a@b.co", "age": 3, "active": True}
 
 
@@ -145,5 +145,42 @@ def test_a_table_with_a_bad_column_is_not_created(db):
     with pytest.raises(MemoryValidationError) as caught:
         services.table_create(name="t", columns=[{"name": "a"}, {"name": "b", "type": "money"}])
 
-    assert list(caught.value.errors) == ["type"]
+    assert caught.value.errors == {"columns[1].type": "'money' is not a column type (text, "
+                                   "long_text, number, integer, boolean, date, datetime, "
+                                   "choice, json, url, email)"}
     assert not Table.objects.exists()
+
+
+@pytest.fixture
+def clashing(db):
+    """Columns named like the keys of definition errors."""
+    return services.table_create(name="clash", columns=[
+        {"name": "name", "type": "integer"}, {"name": "type", "type": "integer"},
+        {"name": "data", "type": "integer"}])
+
+
+def test_value_errors_sit_under_data_even_for_columns_named_like_definitions(clashing):
+    errors = refused(clashing, {"name": "x", "type": "y", "data": "z"})
+
+    assert errors == {"data.name": "expected an integer, got text 'x'",
+                      "data.type": "expected an integer, got text 'y'",
+                      "data.data": "expected an integer, got text 'z'"}
+    assert Row.objects.count() == 0
+
+
+def test_definition_errors_name_the_part_of_the_definition(clashing):
+    from apps.memory.services.schema import SchemaChangeError
+    from tests.apps.memory.conftest import column
+
+    services.row_create(table=clashing, data={"name": 1, "type": 2})
+
+    with pytest.raises(SchemaChangeError) as removing:
+        services.column_remove(column=column(clashing, "type"))
+    with pytest.raises(MemoryValidationError) as creating:
+        services.table_create(name="t2", columns=[{"name": "type"},
+                                                  {"name": "name", "type": "choice"}])
+
+    assert list(removing.value.errors) == ["force"]
+    assert removing.value.message.startswith("column 'type', force: rows hold values")
+    assert creating.value.errors == {
+        "columns[1].options": "a choice column needs a list of distinct, non-empty texts"}

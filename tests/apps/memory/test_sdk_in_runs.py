@@ -3,18 +3,16 @@ so a resumed or retried run never inserts twice; rows record their run and workf
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
 
 from apps.memory.models import Row
 from apps.runs.models import Run
 from apps.runs.services.runs import run_resume
-from tests.apps.memory.conftest import COMMITTING, is_postgres, rows_of
+from tests.apps.memory.conftest import COMMITTING, child_env, rows_of
 from tests.apps.runs.conftest import journal_of
 
 pytestmark = COMMITTING
@@ -91,7 +89,7 @@ def test_resume_after_a_crash_right_after_the_store_does_not_store_again(make_fl
     flow = store_flow(make_flow, tmp_path)
     done = subprocess.run([sys.executable, "manage.py", "runflow", str(flow.path),
                            "--input", "crash"], cwd=ROOT, env=child_env(
-                               "after_activity:memory.store"),
+                               FLOWOPS_FAULT="after_activity:memory.store"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == -9, done.stderr
     crashed = Run.objects.get()
@@ -123,18 +121,8 @@ def test_a_refused_store_fails_the_step_and_stores_nothing(make_flow):
 
     assert run.status == Run.Status.FAILED
     assert run.error["type"] == "MemoryValidationError"
-    assert run.error["message"] == "n: expected an integer, got text 'many'"
+    assert run.error["message"] == "data.n: expected an integer, got text 'many'"
     assert Row.objects.count() == 0
     assert [e[2:5] for e in journal_of(run)] == [("memory.define_table", True, "done"),
                                                  ("memory.store", True, "error")]
 
-
-def child_env(fault: str) -> dict[str, str]:
-    db = connection.settings_dict
-    env = {**os.environ, "FLOWOPS_FAULT": fault}
-    if is_postgres():
-        env.update(DJANGO_SETTINGS_MODULE="settings.test", DATABASE_URL=(
-            f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"))
-    else:
-        env.update(DJANGO_SETTINGS_MODULE="settings.test_sqlite", FLOWOPS_DB_PATH=db["NAME"])
-    return env
