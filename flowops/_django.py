@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 _lock = threading.Lock()
+_checked: set[str] = set()  # SQLite files known to be migrated in this process
 
 
 def ensure_django(db_path: str | Path | None = None) -> None:
@@ -34,6 +35,12 @@ def _migrate_embedded() -> None:
 
     if connection.vendor != "sqlite":
         return
+    # Building the migration plan costs milliseconds and queries: once per file will do
+    # (every SDK call outside a run comes through here).
+    name = str(connection.settings_dict["NAME"])
+    if name in _checked:
+        return
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         call_command("migrate", verbosity=0, interactive=False)
+    _checked.add(name)
