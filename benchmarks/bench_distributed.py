@@ -35,7 +35,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-DB_NAME = "flowops_bench"
+# Several checkouts may benchmark on one server: each can name its own database.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "flowops_bench")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 ENV = {
