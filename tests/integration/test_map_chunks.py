@@ -75,6 +75,34 @@ def test_a_chunked_map_runs_each_chunk_in_one_message_and_joins_in_item_order(
     assert run_embedded(settings, path, input=list(range(10))).output == run.output
 
 
+TOLERANT = """
+@step
+def double(x: int) -> int:
+    record(f"double:{x}")
+    if x == 1:
+        raise ValueError("no 1")
+    return x * 2
+
+
+pipeline = Step.map_over("each", double, chunk_size=3, on_item_failure="none")
+"""
+
+
+def test_a_tolerated_item_failure_does_not_stop_the_rest_of_its_chunk(start_worker, effects,
+                                                                      write_flow):
+    # given one chunk of 3 items whose item 1 fails, in a map that tolerates it
+    worker = start_worker(env=PATIENT)
+
+    # when it runs
+    run = wait_for_run(start_run(write_flow(TOLERANT), input=[0, 1, 2]).id)
+
+    # then item 2 ran after it in the same message, and the map joined all three
+    assert (run.status, run.output) == ("succeeded", [0, None, 4]), describe(run.id)
+    assert effects.counts("double:") == {"double:0": 1, "double:1": 1, "double:2": 1}
+    assert step_row(run, "each[1]/double").status == "failed"
+    assert received(worker, "flowops.items") == 1
+
+
 SUICIDE_IN_CHUNK = """
 @step
 def double(x: int) -> int:
