@@ -63,6 +63,8 @@ class Fork:
     join: Call
     max_concurrency: int | None = None
     positions: tuple[int, ...] = ()  # each branch's place among all of the fork's branches
+    chunked: bool = False  # a map's items: the Celery canvas may send several in a message
+    chunk_size: int | None = None  # the map's own chunk size (None: chosen from the count)
 
 
 @dataclass(eq=False)
@@ -306,7 +308,7 @@ class Plan:
                 return Call("decide", f"{key}@items")
             branches = [self.branch_frontier(ref, i, status, decisions)
                         for i in range(self.branch_count(ref, decisions))]
-            return _fork(branches, Call("join", key), node.step.max_concurrency)
+            return _fork(branches, Call("join", key), node.step)
         if node.kind == "branch":
             if status.get(f"{key}@choice") not in DONE:
                 return Call("decide", f"{key}@choice")
@@ -413,11 +415,13 @@ def _describe(seq: Seq, prefix: str, depth: int) -> Iterator[tuple[int, str, str
             yield depth + 1, f"{key}[k]@exit", "decision"
 
 
-def _fork(branches: list[Chain], join: Call, max_concurrency: int | None) -> Any:
+def _fork(branches: list[Chain], join: Call, step: Step) -> Any:
     positions = tuple(i for i, b in enumerate(branches) if b.parts)
     if not positions:
         return join
-    return Fork(tuple(branches[i] for i in positions), join, max_concurrency, positions)
+    chunked = isinstance(step, MapStep)
+    return Fork(tuple(branches[i] for i in positions), join, step.max_concurrency, positions,
+                chunked=chunked, chunk_size=step.chunk_size if chunked else None)
 
 
 def _decision_tag(node: Node) -> str | None:

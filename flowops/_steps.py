@@ -133,16 +133,24 @@ class Step(_Definition):
     def map_over(name: str, pipeline_to_run: Step | Pipeline | None = None, *,
                  iterable_input: str | None = None, max_concurrency: int | None = None,
                  on_item_failure: Literal["fail", "none"] = "fail",
-                 body: Step | Pipeline | None = None) -> MapStep:
+                 body: Step | Pipeline | None = None,
+                 chunk_size: int | None = None) -> MapStep:
         """Run ``pipeline_to_run`` once per item; output is the list of item outputs.
 
         Items come from the context field ``iterable_input``, else from the step's input.
+        On Celery workers, items whose body is one step travel several to a message
+        (workers/canvas.py): ``chunk_size`` sets how many (default: from the item count);
+        ``chunk_size=1`` sends each item on its own.
         """
         body = body or pipeline_to_run
         if body is None:
             raise PipelineDefinitionError(f"map_over {name!r} needs a pipeline to run")
+        if chunk_size is not None and (type(chunk_size) is not int or chunk_size < 1):
+            raise PipelineDefinitionError(
+                f"map_over {name!r}: chunk_size must be a positive int, got {chunk_size!r}")
         return MapStep(name=name, body=Pipeline.of(body), iterable_input=iterable_input,
-                       max_concurrency=max_concurrency, on_item_failure=on_item_failure)
+                       max_concurrency=max_concurrency, on_item_failure=on_item_failure,
+                       chunk_size=chunk_size)
 
     @staticmethod
     def branch_on(name: str, condition_callable: Callable[..., Any] | None = None,
@@ -226,6 +234,7 @@ class MapStep(Step):
     iterable_input: str | None = None
     max_concurrency: int | None = Field(default=None, ge=1)
     on_item_failure: Literal["fail", "none"] = "fail"
+    chunk_size: int | None = Field(default=None, ge=1)
 
     @property
     def is_leaf(self) -> bool:

@@ -18,12 +18,16 @@ within its limits (``execution.fast_gate``). Otherwise, in order:
 A stop for any of these is ``Ignore``, never a plain failure, which would fail the
 surrounding chain. A step whose own code fails is recorded as failed, the run
 with it, and then the task fails so Celery stops the chain.
+
+The same contract holds for each item of a map's chunk (``run_held``): the chunk's task
+delivers its items to the step task in its own process, one by one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from celery import Task
 from celery.exceptions import Ignore
@@ -39,6 +43,7 @@ from apps.runs.services.liveness import heartbeats
 from apps.runs.services.steps_sql import Head
 from flowops._plan import DONE
 from flowops.telemetry import step_span
+from workers.canvas import single_step, to_signature
 
 log = logging.getLogger("flowops.tasks")
 
@@ -90,6 +95,35 @@ class FlowOpsTask(Task):
             if gate.done and self._skip_done_links(run_id):
                 return None  # Celery sends the first link that is not done
             return self._gated(gate, run_id, key)
+
+    # -- running a map's items in this process -----------------------------------------------
+    def run_held(self, run_id: str, key: str, held: deque[str]) -> bool:
+        """Deliver step ``key`` here, for a task that runs a chunk of a map's items.
+
+        Single-step branches that the step's end releases (``max_concurrency``) are added
+        to ``held`` for the chunk's task to run or send. False when the step failed, and
+        the run with it; a stop the gate decides (a duplicate, a live owner) is True.
+        """
+        self.push_request(args=[run_id, key], chain=None, is_eager=False, held=held)
+        try:
+            self._deliver(run_id, key)
+        except Ignore:
+            pass
+        except StepTaskFailed:
+            return False
+        finally:
+            self.pop_request()
+        return True
+
+    def send_next(self, run_id: str, parts: list) -> None:
+        """Send what follows a step, keeping the branches a chunk's task runs itself."""
+        held = getattr(self.request, "held", None)
+        for part in parts:
+            key = single_step(part) if held is not None else None
+            if key is None:
+                to_signature(run_id, part).apply_async()
+            else:
+                held.append(key)
 
     # -- running a chain's next links in this process ---------------------------------------
     def _next_inline(self, run_id: str, started: float) -> str | None:

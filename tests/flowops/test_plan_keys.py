@@ -223,7 +223,7 @@ def test_frontier_after_a_partial_map_holds_only_unfinished_items():
                   Chain((Call("step", "grow[0]/each[1]/fan/i/inc#2"),))),
                  Call("join", "grow[0]/each[1]/fan"), positions=(0, 1)),
             Call("step", "grow[0]/each[1]/double"),
-        )),), Call("join", "grow[0]/each"), positions=(1,)),
+        )),), Call("join", "grow[0]/each"), positions=(1,), chunked=True),
         Call("decide", "grow[0]@exit"),
         Call("decide", "sign@choice"),
         Call("step", "double"),
@@ -277,6 +277,16 @@ def test_frontier_counts_skipped_as_done_and_keeps_max_concurrency():
              Call("join", "fan"), max_concurrency=2, positions=(1, 2)),
         Call("finish", ""),
     ))
+
+
+def test_a_map_fork_carries_its_chunk_size_for_the_canvas():
+    plan = Plan(Step.map_over("each", double, chunk_size=5, max_concurrency=2))
+
+    frontier = plan.frontier({"each@items": "succeeded"}, {"each@items": [1, 2]})
+
+    assert frontier.parts[0] == Fork(
+        (Chain((Call("step", "each[0]/double"),)), Chain((Call("step", "each[1]/double"),))),
+        Call("join", "each"), max_concurrency=2, positions=(0, 1), chunked=True, chunk_size=5)
 
 
 def test_frontier_of_a_finished_run_is_only_finish():

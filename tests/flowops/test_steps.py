@@ -1,5 +1,6 @@
 """The step algebra in plain Python: ``@step``, ``>>``, combinators and their checks."""
 
+import re
 from typing import Any
 
 import pytest
@@ -253,6 +254,20 @@ def test_map_over_accepts_the_flujo_keywords():
     assert [s.name for s in each.body.steps] == ["double", "double"]
     assert (each.iterable_input, each.max_concurrency, each.on_item_failure) == (
         "items", 3, "none")
+
+
+def test_map_over_takes_a_chunk_size():
+    each = Step.map_over("each", double, chunk_size=8)
+
+    assert (each.chunk_size, Step.map_over("each", double).chunk_size) == (8, None)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True])
+def test_map_over_refuses_a_chunk_size_that_is_not_a_positive_int(bad):
+    with pytest.raises(PipelineDefinitionError,
+                       match=rf"map_over 'each': chunk_size must be a positive int, "
+                             rf"got {re.escape(repr(bad))}"):
+        Step.map_over("each", double, chunk_size=bad)
 
 
 def test_map_over_accepts_body():
