@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from apps.core.exceptions import ApplicationError
@@ -12,6 +10,7 @@ from apps.runs.services.children import parents_wake_lost
 from apps.runs.services.runs import run_approve
 from apps.workflows.services.registry import workflow_register
 from tests.apps.runs.conftest import EMBEDDED, journal_of
+from tests.integration.helpers import wait_for_run
 
 pytestmark = EMBEDDED
 
@@ -49,14 +48,8 @@ def run(context):
 '''
 
 
-def ended(run_id: str, timeout: float = 30) -> Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = Run.objects.get(pk=run_id)
-        if run.is_terminal:
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not end: {run.status}")
+def ended(run_id: str) -> Run:
+    return wait_for_run(run_id, statuses=set(Run.TERMINAL))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -13,6 +12,7 @@ from apps.workflows.models import Event
 from apps.workflows.services.events import Target, body_sha256, event_accept, triggers_active
 from apps.workflows.services.registry import workflow_register
 from flowops.context import envelope
+from tests.integration.helpers import wait_for_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,14 +35,8 @@ def accept(key: str, payload) -> object:
                                             trigger_id=trigger.id, payload=payload))])
 
 
-def wait_until_ended(run_id: str, timeout: float = 30) -> Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = Run.objects.get(pk=run_id)
-        if run.is_terminal:
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not end")
+def wait_until_ended(run_id: str) -> Run:
+    return wait_for_run(run_id, statuses=set(Run.TERMINAL))
 
 
 def test_an_event_starts_a_run_in_the_background_and_a_repeat_starts_nothing(write_script):
