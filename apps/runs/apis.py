@@ -284,7 +284,7 @@ class RunActionApi(APIView):
 
     def post(self, request: Request, run_id: str) -> Response:
         run = get_run(run_id)
-        fields = parsed(self.input_serializer, request.data or {})
+        fields = parsed(self.input_serializer, request.data)
         self.act(run, fields)
         return Response(run_output(run.id))
 

@@ -68,6 +68,6 @@ def run_query(*, workflow_slug: str | None = None, status: str | None = None):
 
 
 def run_detail(run_id: str) -> Run | None:
-    """One run with what its document shows: version, workflow, origin, ledger."""
-    return Run.objects.select_related(
-        "version__workflow", "event", "trigger", "budget").filter(pk=run_id).first()
+    """One run with what its document shows: version, workflow and origin."""
+    return Run.objects.select_related("version__workflow", "event", "trigger").filter(
+        pk=run_id).first()

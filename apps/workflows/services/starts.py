@@ -19,7 +19,7 @@ from apps.workflows.models import Workflow, WorkflowVersion
 from apps.workflows.services.events import Target, event_accept
 from apps.workflows.services.versions import load_version
 from flowops.context import envelope
-from flowops.exceptions import InputValidationError
+from flowops.exceptions import InputValidationError, ScriptError
 from flowops.usage import UsageLimits
 
 SOURCE = "api"
@@ -46,7 +46,12 @@ def workflow_run_request(*, workflow: Workflow, input: Any, context_data: dict[s
     """Start a run of ``workflow`` for a request, or find the run this key started."""
     version = workflow_version_to_run(workflow)
     target = Target(version=version, input=input, context_data=context_data, limits=limits)
-    if load_version(version).is_script:
+    try:
+        is_script = load_version(version).is_script
+    except ScriptError as exc:  # e.g. it imports a package this server does not have
+        raise Conflict(f"workflow {workflow.slug!r}: its version {version.sha256[:12]} does "
+                       f"not load here: {exc}") from None
+    if is_script:
         # A FlowOps-style script reads the request's input as context.payload.
         target.input = None
         target.event_data = envelope(integration="api", payload=input)
