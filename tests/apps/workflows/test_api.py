@@ -356,3 +356,13 @@ def test_concurrent_requests_with_one_key_start_one_run(dispatcher, member, regi
     run = wait_for(responses[0].json()["id"])
     assert run.status == "succeeded" and run.output == "got 6"
     assert Run.objects.count() == 1 and Event.objects.count() == 1
+
+
+def test_a_script_run_reads_the_input_as_context_payload(dispatcher, api, register):
+    register(ECHO_SCRIPT, "echo")
+
+    response = api.post(runs_url("echo"), {"input": {"order": 7}}, format="json")
+
+    run = wait_for(response.json()["id"])
+    assert run.status == "succeeded", run.error
+    assert run.output == {"payload": {"order": 7}, "integration": "api"}
