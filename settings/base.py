@@ -75,10 +75,18 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "FlowOps API",
-    "DESCRIPTION": "Memory tables (the no-code DB) and, next, workflows and runs.",
+    "DESCRIPTION": "Workflows (start runs, upload source), runs (status, steps, spend; "
+                   "resume, cancel, approve, reject) and memory tables (the no-code DB). "
+                   "Authenticate with `Authorization: Token <key>` (POST /api/auth/token/) "
+                   "or a session cookie. Errors are JSON: `{message, errors}` for refused "
+                   "requests, `{detail}` for authentication and lookups.",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "apps.runs.models.Run.Status",
+        "StepRunStatusEnum": "apps.runs.models.StepRun.Status",
+    },
 }
 
 LOGGING = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions, permissions, serializers
 
 from apps.core.exceptions import ApplicationError
 
@@ -65,3 +65,69 @@ def _flatten(detail: Any, field: str) -> dict[str, str]:
             errors.update(_flatten(item, f"{field}[{index}]"))
         return errors
     return {field or "body": str(detail)}
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know: a misspelt optional field
+    (``budget.usd_limit``) would otherwise be dropped without a word."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise exceptions.ValidationError({key: "unknown field" for key in unknown})
+        return super().to_internal_value(data)
+
+
+# -- error documents, for the OpenAPI schema ----------------------------------------------
+class ErrorOutputSerializer(serializers.Serializer):
+    """What ``exception_handler`` answers for a refused request (400, 409)."""
+
+    message = serializers.CharField()
+    errors = serializers.DictField(child=serializers.CharField(), required=False,
+                                   help_text="One message per field or parameter, by name.")
+
+
+class DetailOutputSerializer(serializers.Serializer):
+    """DRF's own answer for authentication, permission and lookup errors."""
+
+    detail = serializers.CharField()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The request is invalid; `errors` names each field or parameter.",
+    401: "Not signed in: send `Authorization: Token <key>` (or a session cookie).",
+    403: "Signed in, but not allowed (staff only).",
+    404: "Not found.",
+    409: "The current state refuses it; `message` says why.",
+    415: "The body is not JSON.",
+}
+
+
+def errors(*statuses: int) -> dict[int, Any]:
+    """OpenAPI responses for these error statuses, with the shapes the handler gives."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    return {status: OpenApiResponse(
+        response=ErrorOutputSerializer if status in (400, 409) else DetailOutputSerializer,
+        description=ERROR_DESCRIPTIONS[status]) for status in statuses}
+
+
+def api_not_found(request: Any, path: str = "") -> Any:
+    """Any other path under ``/api/``: a JSON 404, never a redirect.
+
+    Django would answer ``/api/runs`` with a 301 to ``/api/runs/`` (APPEND_SLASH), and a
+    client that follows it turns a POST into a GET. The API's paths are exact instead, so
+    the answer names the path that exists.
+    """
+    from django.http import JsonResponse
+    from django.urls import Resolver404, resolve
+
+    other = request.path[:-1] if request.path.endswith("/") else request.path + "/"
+    detail = f"No endpoint at {request.path}."
+    try:
+        if resolve(other).url_name != "api-not-found":
+            detail += f" Did you mean {other}?"
+    except Resolver404:
+        pass
+    return JsonResponse({"detail": detail}, status=404)

@@ -17,3 +17,10 @@ class ApplicationError(Exception):
         super().__init__(message)
         self.message = message
         self.extra = extra or {}
+
+
+class Conflict(ApplicationError):
+    """The request is well formed but the thing's current state refuses it (approving a
+    run that is not paused, reusing an idempotency key with another body)."""
+
+    http_status = 409

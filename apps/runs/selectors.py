@@ -55,3 +55,19 @@ def run_journal(run: Run) -> list[JournalEntry]:
 
 def run_list(*, limit: int = 20) -> list[Run]:
     return list(Run.objects.select_related("version__workflow").order_by("-created_at")[:limit])
+
+
+def run_query(*, workflow_slug: str | None = None, status: str | None = None):
+    """Runs, newest first, optionally of one workflow and in one status (the REST list)."""
+    runs = Run.objects.select_related("version__workflow").order_by("-created_at", "-id")
+    if workflow_slug is not None:
+        runs = runs.filter(version__workflow__slug=workflow_slug)
+    if status is not None:
+        runs = runs.filter(status=status)
+    return runs
+
+
+def run_detail(run_id: str) -> Run | None:
+    """One run with what its document shows: version, workflow and origin."""
+    return Run.objects.select_related("version__workflow", "event", "trigger").filter(
+        pk=run_id).first()

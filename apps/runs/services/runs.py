@@ -16,7 +16,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from pydantic import ValidationError
 
-from apps.core.exceptions import ApplicationError
+from apps.core.exceptions import ApplicationError, Conflict
 from apps.runs import dispatch
 from apps.runs.models import Reservation, Run, StepRun
 from apps.runs.services.budget import (
@@ -104,7 +104,7 @@ def run_start(run: Run, *, background: bool = False) -> None:
             status=Status.RUNNING, started_at=Now(), dispatch_generation=1, dispatched_at=Now())
         if not started:
             status = Run.objects.values_list("status", flat=True).get(pk=run.id)
-            raise ApplicationError(f"run {run.id} is {status}, not pending")
+            raise Conflict(f"run {run.id} is {status}, not pending")
         transaction.on_commit(lambda: dispatch.dispatch_run(run.id, background=background))
     run.refresh_from_db()
 
@@ -120,7 +120,7 @@ def run_cancel(*, run_id: str) -> Run:
         done = Run.objects.filter(id=run_id).exclude(status__in=Run.TERMINAL).update(
             status=Status.CANCELLED, finished_at=Now())
         if not done:
-            raise ApplicationError(f"run {run_id} is already {run.status}")
+            raise Conflict(f"run {run_id} is already {run.status}")
         StepRun.objects.filter(run_id=run_id, status=StepRun.Status.PENDING).update(
             status=StepRun.Status.CANCELLED)
         run_ended(run_id)
@@ -128,8 +128,11 @@ def run_cancel(*, run_id: str) -> Run:
     return run
 
 
-def run_approve(*, run_id: str, input: Any = None) -> Run:
-    """Complete the paused human step with ``input`` and continue the run."""
+def run_approve(*, run_id: str, input: Any = None, background: bool = False) -> Run:
+    """Complete the paused human step with ``input`` and continue the run.
+
+    ``background``: as for ``run_start`` (a web request never drives the run itself).
+    """
     run = _get(run_id)
     _check_awaits_approval(run)
     loaded = loaded_for(run)
@@ -150,22 +153,21 @@ def run_approve(*, run_id: str, input: Any = None) -> Run:
             status=Status.RUNNING, paused_step_key="", pause_message="",
             dispatch_generation=run.dispatch_generation + 1, dispatched_at=Now())
         if not resumed:
-            raise ApplicationError(f"run {run_id} is no longer paused")
+            raise Conflict(f"run {run_id} is no longer paused")
         StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
             status=StepRun.Status.SUCCEEDED, output=value, context=context, finished_at=Now(),
             attempt=1)
-        transaction.on_commit(lambda: dispatch.dispatch_run(run_id))
+        transaction.on_commit(lambda: dispatch.dispatch_run(run_id, background=background))
     run.refresh_from_db()
     return run
 
 
 def _check_awaits_approval(run: Run) -> None:
     if run.status != Status.PAUSED:
-        raise ApplicationError(f"run {run.id} is {run.status}, not paused",
-                               {"status": run.status})
+        raise Conflict(f"run {run.id} is {run.status}, not paused", {"status": run.status})
     if run.waiting_on:
-        raise ApplicationError(f"run {run.id} waits for its child run {run.waiting_on}, "
-                               "not for an approval")
+        raise Conflict(f"run {run.id} waits for its child run {run.waiting_on}, "
+                       "not for an approval")
 
 
 def run_reject(*, run_id: str, reason: str) -> Run:
@@ -183,38 +185,40 @@ def run_reject(*, run_id: str, reason: str) -> Run:
     return run
 
 
-def run_resume(*, run_id: str, limits: UsageLimits | None = None) -> Run:
+def run_resume(*, run_id: str, limits: UsageLimits | None = None,
+               background: bool = False) -> Run:
     """Continue a failed, halted, dead or stalled run from its checkpoints.
 
     ``limits`` sets new absolute budget limits first (at least spent + unsettled).
+    ``background``: as for ``run_start``.
     """
     run = _get(run_id)
     if limits is not None:
         budget_raise_limit(run_id=run_id, limit_usd=limits.total_cost_usd_limit,
                            limit_tokens=limits.total_tokens_limit)
     if run.status in (Status.SUCCEEDED, Status.CANCELLED):
-        raise ApplicationError(f"run {run_id} is {run.status}; nothing to resume")
+        raise Conflict(f"run {run_id} is {run.status}; nothing to resume")
     if run.status == Status.PAUSED:
-        raise ApplicationError(f"run {run_id} waits for approval at {run.paused_step_key}; "
-                               "use approve or approve --reject")
+        raise Conflict(f"run {run_id} waits for approval at {run.paused_step_key}; "
+                       "use approve or approve --reject")
     if run.status == Status.RUNNING:
         live = _live_step(run)
         if live is not None:
-            raise ApplicationError(f"run {run_id} is running (step {live.key} is alive)")
+            raise Conflict(f"run {run_id} is running (step {live.key} is alive)")
     if run.status == Status.HALTED and budget_exhausted(run_id) is not None:
-        raise ApplicationError(f"run {run_id} halted on its budget; resume it with a higher "
-                               "limit (--budget-usd / --budget-tokens)")
+        raise Conflict(f"run {run_id} halted on its budget; resume it with a higher "
+                       "limit (--budget-usd / --budget-tokens)")
     if _live_step(run) is None:
         # Nothing runs: reservations still held belong to dead attempts (they may have
         # been billed) and settle at their worst case. A live call keeps its own.
         settle_orphans(run_id=run_id)
-    if not _redispatch(run, reset_failed=True):
-        raise ApplicationError(f"run {run_id} was resumed by someone else just now")
+    if not _redispatch(run, reset_failed=True, background=background):
+        raise Conflict(f"run {run_id} was resumed by someone else just now")
     run.refresh_from_db()
     return run
 
 
-def _redispatch(run: Run, *, reset_failed: bool) -> bool:
+def _redispatch(run: Run, *, reset_failed: bool, background: bool = False) -> bool:
     """Compare-and-set the dispatch generation, reset failures, dispatch the frontier once."""
     with transaction.atomic():
         moved = Run.objects.filter(id=run.id, status=run.status,
@@ -229,7 +233,7 @@ def _redispatch(run: Run, *, reset_failed: bool) -> bool:
             for key in failed.values_list("key", flat=True):
                 forget_reads(run.id, key)  # a failed step's next attempt reads afresh (§7)
             failed.update(status=StepRun.Status.PENDING, error=None, lost=0)
-        transaction.on_commit(lambda: dispatch.dispatch_run(run.id))
+        transaction.on_commit(lambda: dispatch.dispatch_run(run.id, background=background))
     return True
 
 
