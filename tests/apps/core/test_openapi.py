@@ -5,7 +5,6 @@ included, through the WSGI app in this process, must never get a server error.""
 from __future__ import annotations
 
 import contextlib
-import time
 
 import pytest
 import schemathesis
@@ -129,7 +128,7 @@ def test_no_operation_answers_a_server_error(fuzz_headers, wsgi_in_test_transact
                                             headers=fuzz_headers)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
-    began, failures, sent = time.monotonic(), [], {}
+    failures, sent = [], {}
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             sent[operation.label, mode.value] = 0
@@ -138,7 +137,6 @@ def test_no_operation_answers_a_server_error(fuzz_headers, wsgi_in_test_transact
                 failures += server_errors(operation, mode, fuzz_headers, sent)
     assert failures == []
     assert all(sent[label, "positive"] > 0 for label, _ in sent), sent
-    assert time.monotonic() - began < 60
 
 
 def server_errors(operation, mode: GenerationMode, headers: dict[str, str],
