@@ -117,6 +117,9 @@ FLOWOPS_INLINE_SECONDS = env.float("FLOWOPS_INLINE_SECONDS", default=1.0)
 SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET", default="")
 SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN", default="")
 SLACK_API_URL = env("SLACK_API_URL", default="https://slack.com/api/")
+# Webhook secrets are derived from this key (never stored); changing it changes them all.
+FLOWOPS_WEBHOOK_KEY = env("FLOWOPS_WEBHOOK_KEY", default="")  # empty: SECRET_KEY
+FLOWOPS_WEBHOOK_MAX_BYTES = env.int("FLOWOPS_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Directories of workflow scripts that `serve` and `register_workflow` (no paths) register.
 FLOWOPS_WORKFLOW_DIRS = env.list("FLOWOPS_WORKFLOW_DIRS", default=[])
 # An openai: model without OPENAI_API_KEY: False answers offline with a warning, True fails.

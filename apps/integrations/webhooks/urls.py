@@ -1,3 +1,5 @@
-"""webhooks endpoints (under construction)."""
+from django.urls import path
 
-urlpatterns: list = []
+from apps.integrations.webhooks.views import WebhookView
+
+urlpatterns = [path("<slug:slug>/", WebhookView.as_view(), name="webhook")]
