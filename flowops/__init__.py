@@ -17,6 +17,7 @@ from flowops.exceptions import (
     RunPaused,
     RunStop,
     ScriptError,
+    SlackError,
     StepFailed,
     StepTimeout,
     UserError,
@@ -28,7 +29,7 @@ from flowops.triggers import trigger
 from flowops.usage import UsageLimits
 
 _LAZY = {"ai": "flowops.ai", "make_agent": "flowops.ai", "make_agent_async": "flowops.ai",
-         "memory": "flowops.memory", "start_run": "flowops.runs"}
+         "memory": "flowops.memory", "slack": "flowops.slack", "start_run": "flowops.runs"}
 
 
 def __getattr__(name: str):
@@ -38,7 +39,7 @@ def __getattr__(name: str):
         import importlib
 
         module = importlib.import_module(_LAZY[name])
-        return module if name in ("ai", "memory") else getattr(module, name)
+        return module if name in ("ai", "memory", "slack") else getattr(module, name)
     raise AttributeError(f"module 'flowops' has no attribute {name!r}")
 
 
@@ -61,6 +62,7 @@ __all__ = [
     "RunStop",
     "SQLiteBackend",
     "ScriptError",
+    "SlackError",
     "Step",
     "StepConfig",
     "StepFailed",
@@ -74,6 +76,7 @@ __all__ = [
     "make_agent_async",
     "now",
     "random",
+    "slack",
     "start_run",
     "step",
     "trigger",

@@ -98,3 +98,15 @@ class RunWaiting(BaseException):  # noqa: N818 (a control-flow signal, like Gene
     def __init__(self, child_id: str):
         super().__init__(child_id)
         self.child_id = child_id
+
+
+class SlackError(FlowOpsError):
+    """Slack refused a call or could not be reached; ``method`` and ``error`` say which."""
+
+    def __init__(self, method: str, error: str):
+        super().__init__(f"Slack {method} failed: {error}")
+        self.method = method
+        self.error = error
+
+    def __reduce__(self):
+        return type(self), (self.method, self.error)

@@ -20,6 +20,7 @@ from tests.fakes.openai_server import (
     FakeOpenAIServer,
     start_fake_openai_process,
 )
+from tests.fakes.slack_server import BOT_TOKEN, FakeSlackServer
 
 
 @pytest.fixture
@@ -52,3 +53,32 @@ def openai_env(fake_openai, monkeypatch) -> FakeOpenAIServer:
     monkeypatch.setenv("FLOWOPS_AI_BACKOFF_S", "0.01")
     monkeypatch.setenv("FLOWOPS_AI_TIMEOUT", "1")
     return fake_openai
+
+
+SLACK_SIGNING_SECRET = "test-signing-secret"
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlackServer]:
+    """An in-process fake Slack Web API on 127.0.0.1:<free port>, stopped after the test."""
+    server = FakeSlackServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def slack_env(fake_slack, settings, monkeypatch) -> Iterator[FakeSlackServer]:
+    """Slack configured at the fake server, in this process's settings and in the
+    environment that worker processes inherit; the client's caches start empty."""
+    from apps.integrations.slack import client
+
+    values = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": fake_slack.base_url,
+              "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET}
+    for name, value in values.items():
+        setattr(settings, name, value)
+        monkeypatch.setenv(name, value)
+    client.forget()
+    yield fake_slack
+    client.forget()

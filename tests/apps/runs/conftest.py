@@ -23,7 +23,12 @@ from apps.runs.models import JournalEntry, Run, StepRun
 from apps.runs.services.runs import run_create, run_start
 from apps.workflows.models import WorkflowVersion
 from apps.workflows.services import LoadedWorkflow, workflow_version_from_path
-from tests.fakes.fixtures import fake_openai, openai_env  # noqa: F401  (fixtures)
+from tests.fakes.fixtures import (  # noqa: F401  (fixtures)
+    fake_openai,
+    fake_slack,
+    openai_env,
+    slack_env,
+)
 
 # The engine commits as it goes and runs branches on threads, so these tests need real
 # transactions. Flushing only FlowOps' tables (and skipping post_migrate) after each test
