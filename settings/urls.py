@@ -14,6 +14,7 @@ urlpatterns = [
     path("hooks/", include("apps.integrations.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    # Last: the API's paths are exact, so anything else under api/ is a JSON 404.
+    # Last: the API's and hooks' paths are exact, so anything else under them is a JSON 404.
     re_path(r"^api/", api_not_found, name="api-not-found"),
+    re_path(r"^hooks/", api_not_found, name="hooks-not-found"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, permissions, serializers
 
 from apps.core.exceptions import ApplicationError
@@ -113,12 +114,13 @@ def errors(*statuses: int) -> dict[int, Any]:
         description=ERROR_DESCRIPTIONS[status]) for status in statuses}
 
 
+@csrf_exempt  # a POST to a wrong path gets its JSON 404, not an HTML CSRF failure
 def api_not_found(request: Any, path: str = "") -> Any:
-    """Any other path under ``/api/``: a JSON 404, never a redirect.
+    """Any other path under ``/api/`` or ``/hooks/``: a JSON 404, never a redirect.
 
     Django would answer ``/api/runs`` with a 301 to ``/api/runs/`` (APPEND_SLASH), and a
-    client that follows it turns a POST into a GET. The API's paths are exact instead, so
-    the answer names the path that exists.
+    client that follows it turns a POST into a GET. The paths are exact instead, so the
+    answer names the path that exists.
     """
     from django.http import JsonResponse
     from django.urls import Resolver404, resolve
@@ -126,7 +128,7 @@ def api_not_found(request: Any, path: str = "") -> Any:
     other = request.path[:-1] if request.path.endswith("/") else request.path + "/"
     detail = f"No endpoint at {request.path}."
     try:
-        if resolve(other).url_name != "api-not-found":
+        if resolve(other).url_name not in ("api-not-found", "hooks-not-found"):
             detail += f" Did you mean {other}?"
     except Resolver404:
         pass
