@@ -111,22 +111,35 @@ def schedule_tick(trigger_id: int, now: datetime | None = None) -> Accepted | No
     ignored event that says why, so it shows, and it is not tried again.
     """
     now = now or timezone.now()
+    # Most ticks find nothing new: find out without a lock (and, on SQLite, without the
+    # write lock every transaction takes there).
+    trigger = Trigger.objects.filter(pk=trigger_id).first()
+    if trigger is None:  # its workflow was deleted: beat should stop asking
+        schedule_tasks_remove([periodic_task_name(trigger_id)])
+        return None
+    if _new_due_time(trigger, now) is None:
+        return None
     # The row lock orders concurrent ticks of one trigger: the second one sees the time
     # the first recorded and does nothing (the event key would refuse it anyway).
     with transaction.atomic():
         trigger = (Trigger.objects.select_for_update().select_related("version", "workflow")
                    .filter(pk=trigger_id).first())
-        if trigger is None:  # its workflow was deleted: beat should stop asking
-            schedule_tasks_remove([periodic_task_name(trigger_id)])
-            return None
-        if trigger.integration != Trigger.Integration.SCHEDULE or not trigger.active:
-            return None
-        due = trigger_due_time(trigger, now)
-        if due is None or (trigger.last_scheduled_for and due <= trigger.last_scheduled_for):
+        due = None if trigger is None else _new_due_time(trigger, now)
+        if due is None:
             return None
         trigger.last_scheduled_for = due
         trigger.save(update_fields=["last_scheduled_for"])
         return _accept(trigger, due)
+
+
+def _new_due_time(trigger: Trigger, now: datetime) -> datetime | None:
+    """The trigger's latest due time if it fires and that time was not handled yet."""
+    if trigger.integration != Trigger.Integration.SCHEDULE or not trigger.active:
+        return None  # an old version's trigger never fires
+    due = trigger_due_time(trigger, now)
+    if due is None or (trigger.last_scheduled_for and due <= trigger.last_scheduled_for):
+        return None
+    return due
 
 
 def _accept(trigger: Trigger, due: datetime) -> Accepted:
