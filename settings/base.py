@@ -123,6 +123,8 @@ FLOWOPS_WEBHOOK_KEY = env("FLOWOPS_WEBHOOK_KEY", default="")  # empty: SECRET_KE
 FLOWOPS_WEBHOOK_MAX_BYTES = env.int("FLOWOPS_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Directories of workflow scripts that `serve` and `register_workflow` (no paths) register.
 FLOWOPS_WORKFLOW_DIRS = env.list("FLOWOPS_WORKFLOW_DIRS", default=[])
+# How often `serve`'s ticker looks for due schedules (embedded default; production: beat).
+FLOWOPS_SCHEDULE_TICK_SECONDS = env.float("FLOWOPS_SCHEDULE_TICK_SECONDS", default=15.0)
 # An openai: model without OPENAI_API_KEY: False answers offline with a warning, True fails.
 FLOWOPS_AI_STRICT = env.bool("FLOWOPS_AI_STRICT", default=False)
 # Hosts a provider may call; None means any. Tests allow loopback only.

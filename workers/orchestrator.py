@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
 from apps.runs.models import Run, StepRun
 from apps.runs.services import runs as run_services
@@ -56,3 +58,18 @@ def _recount(run_id: str, fork: Fork) -> None:
 def recover_stuck_task() -> list[str]:
     """Re-dispatch runs whose steps died with their worker (CONTRACTS.md §6)."""
     return run_services.recover_stuck(driver="celery")
+
+
+# Beat's clock and this worker's may disagree by a little: a tick that arrives a moment
+# before its cron time must still see that time as due, or that time would never run.
+TICK_CLOCK_SKEW = timedelta(seconds=2)
+
+
+@app.task(name="flowops.schedule_tick")
+def schedule_tick_task(trigger_id: int) -> list[str]:
+    """Beat's tick of one schedule trigger: the ids of the runs it started (none when its
+    latest due time was handled already or is skipped)."""
+    from apps.integrations.schedules.services import schedule_tick
+
+    accepted = schedule_tick(trigger_id, now=timezone.now() + TICK_CLOCK_SKEW)
+    return [] if accepted is None else [run.id for run in accepted.runs]

@@ -3,6 +3,7 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from flowops.usage import UsageLimits
 
@@ -108,8 +109,14 @@ class Trigger(models.Model):
     active = models.BooleanField(default=True,
                                  help_text="Registration activates the new version's "
                                            "triggers and deactivates the old ones.")
+    active_since = models.DateTimeField(
+        default=timezone.now,
+        help_text="When registration last activated it: a schedule never fires for a time "
+                  "before this.")
     last_scheduled_for = models.DateTimeField(
-        null=True, blank=True, help_text="Schedules: the last tick turned into a run.")
+        null=True, blank=True,
+        help_text="Schedules: the latest scheduled time handled (a run started, or the tick "
+                  "skipped); no earlier time fires after it.")
 
     class Meta:
         ordering = ["workflow__slug", "id"]

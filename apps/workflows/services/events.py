@@ -56,12 +56,17 @@ def triggers_active(integration: str, event: str | None = None):
 
 
 def event_accept(*, source: str, key: str, body_hash: str, data: dict[str, Any],
-                 targets: list[Target], workflow: Workflow | None = None) -> Accepted:
-    """Store the event under (source, key) and start a run per target, or find it again."""
+                 targets: list[Target], workflow: Workflow | None = None,
+                 detail: str = "") -> Accepted:
+    """Store the event under (source, key) and start a run per target, or find it again.
+
+    ``detail``: why an event with no targets was ignored, for people reading it.
+    """
     with transaction.atomic():
         event, created = Event.objects.get_or_create(
             source=source, key=key,
             defaults={"body_sha256": body_hash, "data": data, "workflow": workflow,
+                      "detail": detail,
                       "status": Event.Status.STARTED if targets else Event.Status.IGNORED})
         if not created:
             return Accepted(event=event, runs=list(event.runs.order_by("created_at")),

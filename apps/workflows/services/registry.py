@@ -13,7 +13,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from apps.integrations.schedules.beat import schedule_tasks_sync
 from apps.workflows.models import Trigger, Workflow, WorkflowVersion
 from apps.workflows.services.versions import (
     LoadedWorkflow,
@@ -52,6 +54,7 @@ def workflow_register_source(source: str, *, origin: str, slug: str | None = Non
                                                  slug=slug, entry=loaded.entry)
         workflow = Workflow.objects.select_for_update().get(pk=version.workflow_id)
         triggers = _activate(workflow, version, loaded)
+        schedule_tasks_sync(workflow)  # beat's table follows the active triggers
         workflow.active_version = version
         workflow.save(update_fields=["active_version"])
     return Registered(workflow=workflow, version=version, triggers=triggers, loaded=loaded)
@@ -63,8 +66,10 @@ def _activate(workflow: Workflow, version: WorkflowVersion,
         active=False)
     existing = list(version.triggers.all())
     if existing:  # the same source registered again keeps its rows (and schedule state)
-        Trigger.objects.filter(version=version).update(active=True)
-        return existing
+        # Reactivated ones start afresh: a schedule does not fire for times it was off.
+        Trigger.objects.filter(version=version, active=False).update(
+            active=True, active_since=timezone.now())
+        return list(version.triggers.all())
     return Trigger.objects.bulk_create(
         Trigger(workflow=workflow, version=version, integration=spec.integration,
                 event=spec.event, options=spec.options, line=spec.line)
