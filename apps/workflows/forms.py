@@ -75,6 +75,10 @@ class WorkflowRegisterForm(forms.Form):
             data["file_name"] = PurePath(upload.name).name
         elif not pasted or not pasted.strip():
             raise ValidationError("Upload a script file or paste its source.")
+        else:
+            # Browsers send a textarea's lines ending in CRLF; the same script as a file
+            # must be the same source (and sha256, so the same version).
+            data["source"] = pasted.replace("\r\n", "\n")
         data["file_name"] = PurePath(data.get("file_name") or "").name or None
         data["slug"] = data.get("slug") or None
         return data
@@ -85,6 +89,6 @@ class WorkflowRegisterForm(forms.Form):
         if upload.size > MAX_SOURCE_BYTES:
             raise ValidationError({"file": f"is over {MAX_SOURCE_BYTES} bytes"})
         try:
-            return upload.read().decode("utf-8")
+            return upload.read().decode("utf-8-sig")  # -sig: drop a BOM some editors write
         except UnicodeDecodeError:
             raise ValidationError({"file": "is not UTF-8 text"}) from None

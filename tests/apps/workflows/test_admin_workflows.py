@@ -307,6 +307,24 @@ def test_pasted_source_takes_its_slug_from_the_file_name(admin_client):
     assert Workflow.objects.get().slug == "billing"
 
 
+def test_an_uploaded_file_may_start_with_a_byte_order_mark(admin_client):
+    upload = SimpleUploadedFile("orders.py", b"\xef\xbb\xbf" + HOOK.encode())
+
+    response = admin_client.post(REGISTER_URL, {"file": upload})
+
+    assert response.status_code == 302
+    assert Workflow.objects.get().active_version.source == HOOK
+
+
+def test_pasted_source_is_the_same_version_as_the_file(admin_client, orders):
+    pasted = HOOK.replace("\n", "\r\n")  # as a browser sends a textarea
+
+    response = admin_client.post(REGISTER_URL, {"source": pasted})
+
+    assert response.status_code == 302
+    assert list(WorkflowVersion.objects.all()) == [orders.active_version]
+
+
 def test_a_script_with_a_syntax_error_is_refused_with_file_and_line_and_nothing_stored(
         admin_client):
     upload = SimpleUploadedFile("broken.py", BROKEN.encode())
