@@ -12,6 +12,7 @@ from django.urls import reverse
 from apps.runs.services.runs import run_create
 from apps.workflows.models import Workflow, WorkflowVersion
 from apps.workflows.services import workflow_version_from_path
+from tests.apps.workflows.admin_forms import change_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -66,9 +67,8 @@ def test_change_page_lists_versions_and_keeps_the_slug(admin_client, used_versio
     url = reverse("admin:workflows_workflow_change", args=[workflow.pk])
 
     page = admin_client.get(url)
-    saved = admin_client.post(url, {"slug": "renamed", "name": "Shouting", "description": "",
-                                    "versions-TOTAL_FORMS": "1",
-                                    "versions-INITIAL_FORMS": "1"})
+    saved = admin_client.post(url, change_form_data(admin_client, url, slug="renamed",
+                                                    name="Shouting", description=""))
 
     assert page.status_code == 200
     assert used_version.sha256 in page.content.decode()
@@ -150,9 +150,8 @@ def test_version_changelist_links_to_its_runs(admin_client, used_version):
 
 def _save_defaults(admin_client, workflow: Workflow, usd: str = "", tokens: str = ""):
     url = reverse("admin:workflows_workflow_change", args=[workflow.pk])
-    return admin_client.post(url, {"name": workflow.name, "description": "",
-                                   "default_budget_usd": usd, "default_budget_tokens": tokens,
-                                   "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"})
+    return admin_client.post(url, change_form_data(admin_client, url, default_budget_usd=usd,
+                                                   default_budget_tokens=tokens))
 
 
 def test_change_page_sets_the_default_budget_of_new_runs(admin_client, used_version):
