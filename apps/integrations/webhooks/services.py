@@ -2,7 +2,9 @@
 
 The per-workflow secret is never stored: it is derived from ``FLOWOPS_WEBHOOK_KEY`` and
 the workflow's slug and ``webhook_nonce``, so the database holds nothing a reader could
-sign with. Rotating replaces the nonce, which retires the old secret at once.
+sign with. A workflow has no secret until one is issued (its nonce is empty), and the
+secret is shown once, when it is issued or rotated; rotating replaces the nonce, which
+retires the old secret at once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from apps.core.exceptions import ApplicationError
+from apps.core.exceptions import ApplicationError, Conflict
 from apps.workflows.models import Workflow
 from apps.workflows.services.events import Accepted, Target, body_sha256, event_accept
 from flowops.context import envelope
@@ -35,6 +37,17 @@ def webhook_secret(workflow: Workflow) -> str:
     key = (settings.FLOWOPS_WEBHOOK_KEY or settings.SECRET_KEY).encode()
     message = f"{workflow.slug}:{workflow.webhook_nonce}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def webhook_issue(workflow: Workflow) -> str:
+    """The workflow's first secret; refused once one was issued, since it is shown once."""
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        if locked.webhook_nonce:
+            raise Conflict(f"the webhook secret of {workflow.slug!r} was issued already and "
+                           "is shown only once; rotate it to get a new one (the old one "
+                           "stops working)")
+        return webhook_rotate(workflow)
 
 
 def webhook_rotate(workflow: Workflow) -> str:
@@ -55,6 +68,9 @@ def webhook_receive(*, slug: str, body: bytes, signature: str | None,
     workflow = Workflow.objects.filter(slug=slug).first()
     if workflow is None:
         raise WebhookError(404, f"no workflow {slug!r}")
+    if not workflow.webhook_nonce:
+        raise WebhookError(401, f"no webhook secret was issued for {slug!r}; run "
+                                f"`python manage.py webhook_secret {slug}`")
     expected = signature_for(webhook_secret(workflow), body)
     if not signature or not hmac.compare_digest(signature.encode(), expected.encode()):
         raise WebhookError(401, f"{SIGNATURE_HEADER} is missing or does not match the body")

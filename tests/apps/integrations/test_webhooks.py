@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
-from apps.integrations.webhooks.services import signature_for, webhook_rotate, webhook_secret
+from apps.integrations.webhooks.services import (
+    signature_for,
+    webhook_issue,
+    webhook_rotate,
+    webhook_secret,
+)
 from apps.runs.models import Run
 from apps.workflows.models import Event, Workflow
 from apps.workflows.services.registry import workflow_register
@@ -28,7 +33,9 @@ URL = "/hooks/webhooks/orders/"
 
 @pytest.fixture
 def workflow(write_script) -> Workflow:
-    return workflow_register(write_script(HOOK, "orders.py")).workflow
+    registered = workflow_register(write_script(HOOK, "orders.py")).workflow
+    webhook_issue(registered)
+    return registered
 
 
 def post(body: bytes | str, *, secret: str | None = None, content_type="application/json",
@@ -102,7 +109,7 @@ def test_a_workflow_without_a_webhook_trigger_is_not_found(write_script):
     workflow = workflow_register(write_script(HOOK.replace("webhook", "slack"), "orders.py")
                                  ).workflow
 
-    answer = post("{}", secret=webhook_secret(workflow))
+    answer = post("{}", secret=webhook_issue(workflow))
 
     assert answer.status_code == 404
     assert "has no active webhook trigger" in answer.json()["message"]
@@ -118,5 +125,21 @@ def test_rotation_retires_the_old_secret(workflow, capsys):
     assert post('{"order": 1}', secret=new).status_code == 202
     assert not Workflow.objects.filter(webhook_nonce__contains=new).exists()  # not stored
 
+    call_command("webhook_secret", "orders", "--rotate")
+    assert post('{"order": 1}', secret=new).status_code == 401
+    assert post('{"order": 1}', secret=capsys.readouterr().out.strip()).status_code == 202
+
+
+def test_a_secret_is_issued_once_and_shown_once(write_script, capsys):
+    workflow = workflow_register(write_script(HOOK, "orders.py")).workflow
+    unissued = post('{"order": 1}', secret=webhook_secret(workflow))
+    assert unissued.status_code == 401
+    assert "no webhook secret was issued for 'orders'" in unissued.json()["message"]
+
     call_command("webhook_secret", "orders")
-    assert capsys.readouterr().out.strip() == new
+    secret = capsys.readouterr().out.strip()
+    with pytest.raises(CommandError, match="was issued already and is shown only once") as no:
+        call_command("webhook_secret", "orders")
+
+    assert no.value.returncode == 2
+    assert post('{"order": 1}', secret=secret).status_code == 202

@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from apps.integrations.webhooks.services import signature_for, webhook_secret
+from apps.integrations.webhooks.services import signature_for, webhook_issue, webhook_secret
 from apps.runs.models import Run
 from apps.workflows.models import Event, Trigger, Workflow, WorkflowVersion
 from apps.workflows.services.registry import workflow_register_source
@@ -39,7 +39,9 @@ REGISTER_URL = "/admin/workflows/workflow/register/"
 
 @pytest.fixture
 def orders() -> Workflow:
-    return workflow_register_source(HOOK, origin="<test orders>").workflow
+    registered = workflow_register_source(HOOK, origin="<test orders>").workflow
+    webhook_issue(registered)
+    return registered
 
 
 def change_url(workflow: Workflow) -> str:
