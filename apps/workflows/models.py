@@ -137,7 +137,7 @@ class Event(models.Model):
 
     class Status(models.TextChoices):
         STARTED = "started", "runs started"
-        IGNORED = "ignored", "no trigger matched"
+        IGNORED = "ignored", "started nothing (see detail)"
 
     source = models.CharField(max_length=20)
     key = models.CharField(max_length=300)

@@ -62,6 +62,8 @@ def event_accept(*, source: str, key: str, body_hash: str, data: dict[str, Any],
 
     ``detail``: why an event with no targets was ignored, for people reading it.
     """
+    if not targets and not detail:
+        detail = "no active trigger matched"
     with transaction.atomic():
         event, created = Event.objects.get_or_create(
             source=source, key=key,
