@@ -193,9 +193,23 @@ class Step(_Definition):
     @staticmethod
     def human_in_the_loop(name: str, message_for_user: str | None = None,
                           input_schema: type[BaseModel] | None = None, *,
-                          message: str | None = None) -> HumanStep:
-        """Pause the run until someone approves it; the approval's input is the output."""
-        step = HumanStep(name=name, message=message or message_for_user or "")
+                          message: str | None = None,
+                          slack_channel: str | None = None) -> HumanStep:
+        """Pause the run until someone approves it; the approval's input is the output.
+
+        ``slack_channel`` (``"#approvals"`` or a channel id) also posts the message there
+        with Approve / Reject buttons when the run pauses::
+
+            review = Step.human_in_the_loop("review", message_for_user="Publish it?",
+                                            slack_channel="#approvals")
+        """
+        if slack_channel is not None and (
+                not isinstance(slack_channel, str) or not slack_channel.strip("# ")):
+            raise PipelineDefinitionError(
+                f"human_in_the_loop {name!r}: slack_channel must be a non-empty string such "
+                f"as '#approvals' or a channel id, got {slack_channel!r}")
+        step = HumanStep(name=name, message=message or message_for_user or "",
+                         slack_channel=slack_channel)
         step._input_schema = input_schema
         return step
 
@@ -276,6 +290,8 @@ class LoopStep(Step):
 class HumanStep(Step):
     kind: typing.ClassVar[str] = "hitl"
     message: str = ""
+    slack_channel: str | None = None
+    """Where the approval request is posted with buttons (apps/integrations/slack/approvals.py)."""
     _input_schema: type[BaseModel] | None = PrivateAttr(default=None)
 
     def output_annotation(self) -> Any:

@@ -103,7 +103,7 @@ class StepRunInline(StepErrorColumns, ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True  # the step's page holds the full output and the traceback
     ordering = ["id"]
     fields = ["key", "kind", "status", "attempt", "retries", "lost", "duration_ms",
-              "cache_hit", "output_preview", "error_type", "error_message"]
+              "cache_hit", "output_preview", "error_type", "error_message", "decided_by"]
     readonly_fields = fields
 
     @admin.display(description="output")
@@ -119,7 +119,7 @@ class StepRunAdmin(StepErrorColumns, ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["key", "=run__id"]
     list_select_related = ["run"]
     fieldsets = [
-        (None, {"fields": ["run_link", "key", "name", "kind", "status"]}),
+        (None, {"fields": ["run_link", "key", "name", "kind", "status", "decided_by"]}),
         ("Attempts", {"fields": ["attempt", "retries", "lost", "owner_host", "owner_pid",
                                  "owner_started", "heartbeat_at"]}),
         ("Timing and spend", {"fields": ["started_at", "finished_at", "duration_ms",
@@ -320,11 +320,15 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Approve selected paused runs (no input)",
                   permissions=["operate"])
     def approve_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        who = f"admin:{request.user.get_username()}"
         self._apply(request, queryset, "approved",
-                    lambda run_id: run_services.run_approve(run_id=run_id, input=None))
+                    lambda run_id: run_services.run_approve(run_id=run_id, input=None,
+                                                            decided_by=who))
 
     @admin.action(description="Reject selected paused runs", permissions=["operate"])
     def reject_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         reason = f"rejected in admin by {request.user.get_username()}"
+        who = f"admin:{request.user.get_username()}"
         self._apply(request, queryset, "rejected",
-                    lambda run_id: run_services.run_reject(run_id=run_id, reason=reason))
+                    lambda run_id: run_services.run_reject(run_id=run_id, reason=reason,
+                                                           decided_by=who))

@@ -94,6 +94,9 @@ class StepOutputSerializer(serializers.Serializer):
     cost_usd = serializers.DecimalField(**MONEY)
     tokens = serializers.IntegerField()
     cache_hit = serializers.BooleanField()
+    decided_by = serializers.CharField(
+        allow_null=True, help_text="Who approved or rejected a human step: slack:<user id>, "
+                                   "api:<username>, admin:<username>.")
 
 
 class EventOutputSerializer(serializers.Serializer):
@@ -173,7 +176,8 @@ def step_document(step: StepRun) -> dict[str, Any]:
             "attempts": step.attempt + step.retries, "started_at": step.started_at,
             "finished_at": step.finished_at, "duration_ms": step.duration_ms,
             "output": step.output, "error": step.error, "cost_usd": step.cost_usd,
-            "tokens": step.tokens, "cache_hit": step.cache_hit}
+            "tokens": step.tokens, "cache_hit": step.cache_hit,
+            "decided_by": step.decided_by or None}
 
 
 def run_output(run_id: str) -> dict[str, Any]:
@@ -291,6 +295,9 @@ class RunActionApi(APIView):
     def act(self, run: Run, fields: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def decider(self) -> str:
+        return f"api:{self.request.user.get_username()}"
+
 
 def action_schema(summary: str, request: type[serializers.Serializer] | None = None):
     return extend_schema(tags=TAG, request=request, description=summary,
@@ -355,7 +362,7 @@ class RunApproveApi(RunActionApi):
     def act(self, run: Run, fields: dict[str, Any]) -> None:
         try:
             run_services.run_approve(run_id=run.id, input=fields.get("input"),
-                                     background=True)
+                                     background=True, decided_by=self.decider())
         except Conflict:
             raise
         except ApplicationError as exc:  # the input does not fit the step's schema
@@ -375,4 +382,5 @@ class RunRejectApi(RunActionApi):
         return super().post(request, run_id)
 
     def act(self, run: Run, fields: dict[str, Any]) -> None:
-        run_services.run_reject(run_id=run.id, reason=fields["reason"])
+        run_services.run_reject(run_id=run.id, reason=fields["reason"],
+                                decided_by=self.decider())

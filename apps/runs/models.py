@@ -99,6 +99,9 @@ class StepRun(models.Model):
     context = models.JSONField(null=True, blank=True, help_text="The run context after this node.")
     error = models.JSONField(null=True, blank=True)
     cache_hit = models.BooleanField(default=False)
+    decided_by = models.CharField(
+        max_length=200, blank=True,
+        help_text="Who approved or rejected this human step (slack:U0123, api:ada, admin:ada).")
     # On the join row of a parallel or map: how many branches it has, how many have not
     # arrived yet (the branch that brings it to 0 sends the join), and how many were
     # sent so far (with max_concurrency, each arrival sends the next).

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from apps.runs import hooks
 from apps.runs.models import CacheEntry, Run, StepRun
 from apps.runs.services import steps_sql
 from apps.runs.services.budget import settle_orphans
@@ -556,9 +557,14 @@ def _pause(run: Run, step: StepRun, node_step: Step) -> str:
     with transaction.atomic():
         StepRun.objects.filter(id=step.id, attempt=step.attempt).update(
             status=Status.PENDING, owner_pid=None, heartbeat_at=None)
-        Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
+        paused = Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
             status=Run.Status.PAUSED, paused_step_key=step.key,
             pause_message=node_step.message)
+        if paused:
+            # After commit: whoever asks for the approval (Slack) must see the run paused,
+            # and a slow or failing integration must not hold or fail this transaction.
+            hooks.send_on_commit(hooks.run_paused, run_id=run.id, step_key=step.key,
+                                 step=node_step)
     return "paused"
 
 

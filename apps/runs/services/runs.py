@@ -17,7 +17,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from apps.core.exceptions import ApplicationError, Conflict
-from apps.runs import dispatch
+from apps.runs import dispatch, hooks
 from apps.runs.models import Reservation, Run, StepRun
 from apps.runs.services.budget import (
     budget_create,
@@ -128,13 +128,17 @@ def run_cancel(*, run_id: str) -> Run:
     return run
 
 
-def run_approve(*, run_id: str, input: Any = None, background: bool = False) -> Run:
+def run_approve(*, run_id: str, input: Any = None, background: bool = False,
+                decided_by: str = "", step_key: str | None = None) -> Run:
     """Complete the paused human step with ``input`` and continue the run.
 
     ``background``: as for ``run_start`` (a web request never drives the run itself).
+    ``decided_by``: who approved (``slack:U0123``, ``api:ada``), kept on the step.
+    ``step_key``: approve only if the run waits at this step (a button of an earlier
+    pause must not approve a later one).
     """
     run = _get(run_id)
-    _check_awaits_approval(run)
+    _check_awaits_approval(run, step_key)
     loaded = loaded_for(run)
     ref, _ = loaded.plan.locate(run.paused_step_key)
     schema = ref.node.step.output_annotation()
@@ -149,37 +153,49 @@ def run_approve(*, run_id: str, input: Any = None, background: bool = False) -> 
 
     _, context = resolve_input(run, loaded.plan, ref)
     with transaction.atomic():
-        resumed = Run.objects.filter(id=run_id, status=Status.PAUSED).update(
+        resumed = Run.objects.filter(id=run_id, status=Status.PAUSED,
+                                     paused_step_key=run.paused_step_key).update(
             status=Status.RUNNING, paused_step_key="", pause_message="",
             dispatch_generation=run.dispatch_generation + 1, dispatched_at=Now())
         if not resumed:
             raise Conflict(f"run {run_id} is no longer paused")
         StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
             status=StepRun.Status.SUCCEEDED, output=value, context=context, finished_at=Now(),
-            attempt=1)
+            attempt=1, decided_by=decided_by)
         transaction.on_commit(lambda: dispatch.dispatch_run(run_id, background=background))
     run.refresh_from_db()
     return run
 
 
-def _check_awaits_approval(run: Run) -> None:
+def _check_awaits_approval(run: Run, step_key: str | None = None) -> None:
     if run.status != Status.PAUSED:
         raise Conflict(f"run {run.id} is {run.status}, not paused", {"status": run.status})
     if run.waiting_on:
         raise Conflict(f"run {run.id} waits for its child run {run.waiting_on}, "
                        "not for an approval")
+    if step_key is not None and run.paused_step_key != step_key:
+        raise Conflict(f"run {run.id} waits at {run.paused_step_key}, not at {step_key}",
+                       {"status": run.status})
 
 
-def run_reject(*, run_id: str, reason: str) -> Run:
+def run_reject(*, run_id: str, reason: str, decided_by: str = "",
+               step_key: str | None = None) -> Run:
+    """Fail the run paused at a human step with ``rejected: <reason>``.
+
+    ``decided_by`` and ``step_key``: as for ``run_approve``.
+    """
     run = _get(run_id)
-    _check_awaits_approval(run)
+    _check_awaits_approval(run, step_key)
     message = f"rejected: {reason}"
     with transaction.atomic():
-        Run.objects.filter(id=run_id, status=Status.PAUSED).update(
+        rejected = Run.objects.filter(id=run_id, status=Status.PAUSED,
+                                      paused_step_key=run.paused_step_key).update(
             status=Status.FAILED, finished_at=Now(),
             error={"step_key": run.paused_step_key, "type": "Rejected", "message": message})
+        if not rejected:  # approved, rejected or cancelled since it was read
+            raise Conflict(f"run {run_id} is no longer paused")
         StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
-            status=StepRun.Status.FAILED, finished_at=Now(),
+            status=StepRun.Status.FAILED, finished_at=Now(), decided_by=decided_by,
             error={"type": "Rejected", "message": message, "traceback": ""})
     run.refresh_from_db()
     return run
@@ -270,6 +286,7 @@ def recover_stuck(*, driver: str | None = None) -> list[str]:
     from apps.runs.services.children import parents_wake_lost  # it builds on this module
 
     parents_wake_lost()
+    hooks.send(hooks.recovery_swept)
     return recovered
 
 
