@@ -1,3 +1,9 @@
-"""slack endpoints (under construction)."""
+"""Slack's endpoints under ``/hooks/slack/``."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.integrations.slack.interactions import SlackInteractionsView
+
+urlpatterns: list = [
+    path("interactions", SlackInteractionsView.as_view(), name="slack-interactions"),
+]
