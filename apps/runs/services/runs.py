@@ -248,7 +248,7 @@ def _redispatch(run: Run, *, reset_failed: bool, background: bool = False) -> bo
                 Q(status=StepRun.Status.FAILED) | Q(status=StepRun.Status.CANCELLED))
             for key in failed.values_list("key", flat=True):
                 forget_reads(run.id, key)  # a failed step's next attempt reads afresh (§7)
-            failed.update(status=StepRun.Status.PENDING, error=None, lost=0)
+            failed.update(status=StepRun.Status.PENDING, error=None, lost=0, decided_by="")
         transaction.on_commit(lambda: dispatch.dispatch_run(run.id, background=background))
     return True
 

@@ -1,0 +1,475 @@
+"""Approvals in Slack: a paused run posts its question with buttons once, a signed click
+approves or rejects it and records who; every bad request changes nothing.
+
+The real slack-sdk talks to the fake Slack Web API; clicks are signed with slack-sdk's own
+signing code (``signed_headers``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+
+from apps.integrations.models import SlackApproval
+from apps.integrations.slack.approvals import APPROVE, REJECT
+from apps.integrations.slack.interactions import MAX_BYTES
+from apps.runs import hooks
+from apps.runs.apis import run_output
+from apps.runs.models import Run, StepRun
+from apps.runs.services.execution import loaded_for
+from apps.runs.services.runs import recover_stuck, run_approve, run_resume
+from flowops import Step
+from flowops.exceptions import PipelineDefinitionError
+from tests.fakes.fixtures import SLACK_SIGNING_SECRET
+from tests.fakes.slack_server import DEFAULT_CHANNELS, TEAM_ID, FakeSlackServer, signed_headers
+from tests.integration.helpers import start_run, wait_for_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/hooks/slack/interactions"
+FORM = "application/x-www-form-urlencoded"
+APPROVALS = "C0APPROVE"
+
+REVIEW = '''
+from flowops import Step, step
+
+
+@step
+def draft(topic: str) -> str:
+    return f"A post about {topic}"
+
+
+@step
+def publish(answer) -> str:
+    return f"published ({answer})"
+
+
+review = Step.human_in_the_loop("review", message_for_user="Publish <this> & that?",
+                                slack_channel="#approvals")
+pipeline = draft >> review >> publish
+'''
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlackServer]:
+    """The fake Slack, with an #approvals channel."""
+    server = FakeSlackServer(channels={**DEFAULT_CHANNELS, APPROVALS: "approvals"}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def paused(slack_env, dispatcher, write_script) -> Run:
+    """A run of REVIEW paused at its human step (driven to the pause in this process)."""
+    run = start_run(write_script(REVIEW, "review.py"), input="otters")
+    run.refresh_from_db()
+    assert (run.status, run.paused_step_key) == (Run.Status.PAUSED, "review")
+    return run
+
+
+# -- helpers -----------------------------------------------------------------------------
+def click_payload(post: dict, action: str = APPROVE, *, user_id: str = "U0ADA",
+                  username: str = "ada") -> dict:
+    """A block_actions payload as Slack sends it for a click on the posted message."""
+    [button] = [e for block in post["blocks"] if block["type"] == "actions"
+                for e in block["elements"] if e["action_id"] == action]
+    return {
+        "type": "block_actions", "api_app_id": "A0APP", "trigger_id": "1.2.abc",
+        "team": {"id": TEAM_ID, "domain": "flowops"},
+        "user": {"id": user_id, "username": username, "name": username, "team_id": TEAM_ID},
+        "container": {"type": "message", "message_ts": post["ts"], "channel_id": post["channel"],
+                      "is_ephemeral": False},
+        "channel": {"id": post["channel"], "name": "approvals"},
+        "message": {"ts": post["ts"], "text": post["text"], "blocks": post["blocks"]},
+        "response_url": "https://hooks.slack.invalid/actions/1",
+        "actions": [{"type": "button", "action_id": action, "block_id": "flowops_approval",
+                     "value": button["value"], "action_ts": "1700000001.000200",
+                     "text": button["text"]}],
+    }
+
+
+def form(payload: dict | str) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return urlencode({"payload": text})
+
+
+def send(body: str, *, sign: bool = True, content_type: str = FORM, secret: str | None = None,
+         timestamp: int | None = None, signature: str | None = None):
+    headers = {}
+    if sign:
+        signed = signed_headers(secret or SLACK_SIGNING_SECRET, body, timestamp=timestamp,
+                                content_type=content_type)
+        headers = {"HTTP_X_SLACK_REQUEST_TIMESTAMP": signed["X-Slack-Request-Timestamp"],
+                   "HTTP_X_SLACK_SIGNATURE": signature or signed["X-Slack-Signature"]}
+    return Client().post(URL, body, content_type=content_type, **headers)
+
+
+def click(post: dict, action: str = APPROVE, **user):
+    return send(form(click_payload(post, action, **user)))
+
+
+def wait_until(condition, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def texts(blocks: list[dict]) -> list[str]:
+    found = []
+    for block in blocks:
+        if "text" in block:
+            found.append(block["text"]["text"])
+        found += [e["text"] for e in block.get("elements", []) if e.get("type") == "mrkdwn"]
+    return found
+
+
+def action_ids(blocks: list[dict]) -> list[str]:
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+# -- asking ------------------------------------------------------------------------------
+def test_pausing_posts_one_message_with_two_buttons_to_the_channel(paused, slack_env):
+    [post] = slack_env.posts
+
+    assert post["channel"] == APPROVALS
+    assert post["text"] == "Approval needed: Publish <this> & that?"
+    assert texts(post["blocks"]) == [
+        "Publish &lt;this&gt; &amp; that?",
+        f"Workflow *review* · run `{paused.id}` · step `review`"]
+    assert action_ids(post["blocks"]) == [APPROVE, REJECT]
+    values = {e["value"] for b in post["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    assert [json.loads(v) for v in values] == [{"run": paused.id, "step": "review"}]
+    approval = SlackApproval.objects.get()
+    assert (approval.run_id, approval.step_key, approval.channel, approval.channel_id,
+            approval.ts, approval.status, approval.post_attempts, approval.post_error) == (
+        paused.id, "review", "#approvals", APPROVALS, post["ts"], "pending", 1, "")
+
+
+def test_a_pause_seen_again_and_recovery_post_nothing_more(paused, slack_env):
+    step = loaded_for(paused).plan.locate("review")[0].node.step
+
+    hooks.send(hooks.run_paused, run_id=paused.id, step_key="review", step=step)
+    recover_stuck()
+
+    assert len(slack_env.posts) == 1
+    assert SlackApproval.objects.get().post_attempts == 1
+
+
+def test_a_slack_failure_leaves_the_run_paused_and_the_approval_unposted(
+        slack_env, dispatcher, write_script):
+    slack_env.fail("chat.postMessage", error="ratelimited")
+
+    run = start_run(write_script(REVIEW, "review.py"), input="otters")
+
+    run.refresh_from_db()
+    assert (run.status, run.paused_step_key, run.error) == (Run.Status.PAUSED, "review", None)
+    assert slack_env.posts == []
+    approval = SlackApproval.objects.get()
+    assert (approval.ts, approval.status, approval.post_attempts, approval.post_claimed_at) == (
+        "", "pending", 1, None)
+    assert approval.post_error == "Slack chat.postMessage failed: ratelimited"
+
+
+def test_recovery_posts_an_unposted_approval_once(slack_env, dispatcher, write_script):
+    slack_env.fail("chat.postMessage", error="ratelimited")
+    run = start_run(write_script(REVIEW, "review.py"), input="otters")
+
+    recover_stuck()
+    recover_stuck()
+
+    [post] = slack_env.posts
+    approval = SlackApproval.objects.get()
+    assert (approval.ts, approval.post_attempts, approval.post_error) == (post["ts"], 2, "")
+    assert Run.objects.get(pk=run.id).status == Run.Status.PAUSED
+
+
+def test_an_unknown_channel_is_kept_as_the_error(slack_env, dispatcher, write_script):
+    source = REVIEW.replace('"#approvals"', '"#nowhere"')
+
+    run = start_run(write_script(source, "review.py"), input="otters")
+
+    assert Run.objects.get(pk=run.id).status == Run.Status.PAUSED
+    assert slack_env.posts == []
+    assert SlackApproval.objects.get().post_error == (
+        "Slack conversations.list failed: no channel named #nowhere is visible to the bot")
+
+
+def test_a_step_without_a_channel_posts_nothing(slack_env, dispatcher, write_script):
+    source = REVIEW.replace(',\n                                slack_channel="#approvals"', "")
+
+    run = start_run(write_script(source, "review.py"), input="otters")
+
+    assert Run.objects.get(pk=run.id).status == Run.Status.PAUSED
+    assert slack_env.calls() == [] and not SlackApproval.objects.exists()
+
+
+@pytest.mark.parametrize("channel", ["", "#", "  ", 5])
+def test_slack_channel_must_be_a_non_empty_string(channel):
+    with pytest.raises(PipelineDefinitionError, match=r"^human_in_the_loop 'review': "
+                                                      r"slack_channel must be a non-empty"):
+        Step.human_in_the_loop("review", message_for_user="ok?", slack_channel=channel)
+
+
+# -- answering ---------------------------------------------------------------------------
+def test_a_signed_approve_click_continues_the_run_and_records_the_user(paused, slack_env):
+    [post] = slack_env.posts
+
+    answer = click(post)
+
+    assert answer.status_code == 200
+    assert answer.json() == {"outcome": "approved", "message": "approved by ada"}
+    run = wait_for_run(paused.id, statuses=set(Run.TERMINAL))
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (None)")
+    assert StepRun.objects.get(run=run, key="review").decided_by == "slack:U0ADA"
+    review = next(s for s in run_output(run.id)["steps"] if s["key"] == "review")
+    assert review["decided_by"] == "slack:U0ADA"
+    approval = SlackApproval.objects.get()
+    assert (approval.status, approval.decided_by, approval.decided_by_name) == (
+        "approved", "U0ADA", "ada")
+    assert approval.decided_at is not None
+    [update] = slack_env.updates
+    assert (update["channel"], update["ts"]) == (APPROVALS, post["ts"])
+    assert action_ids(update["blocks"]) == []  # the buttons are gone
+    assert texts(update["blocks"])[-1] == ":white_check_mark: Approved by <@U0ADA>"
+
+
+def test_a_reject_click_fails_the_run_and_records_the_user(paused, slack_env):
+    [post] = slack_env.posts
+
+    answer = click(post, REJECT, user_id="U0BOB", username="bob")
+
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "rejected")
+    run = Run.objects.get(pk=paused.id)
+    assert run.status == Run.Status.FAILED
+    assert run.error == {"step_key": "review", "type": "Rejected",
+                         "message": "rejected: in Slack by bob (U0BOB)"}
+    step = StepRun.objects.get(run=run, key="review")
+    assert (step.status, step.decided_by) == ("failed", "slack:U0BOB")
+    assert StepRun.objects.get(run=run, key="publish").status == "pending"
+    approval = SlackApproval.objects.get()
+    assert (approval.status, approval.decided_by, approval.decided_by_name) == (
+        "rejected", "U0BOB", "bob")
+    [update] = slack_env.updates
+    assert texts(update["blocks"])[-1] == ":x: Rejected by <@U0BOB>"
+
+
+def test_a_second_click_changes_nothing_and_shows_the_decision(paused, slack_env):
+    [post] = slack_env.posts
+    click(post)
+    wait_for_run(paused.id, statuses=set(Run.TERMINAL))
+
+    answer = click(post, REJECT, user_id="U0BOB", username="bob")
+
+    assert answer.status_code == 200
+    assert answer.json() == {"outcome": "already_decided", "message": "already approved by ada"}
+    run = Run.objects.get(pk=paused.id)
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (None)")
+    approval = SlackApproval.objects.get()
+    assert (approval.status, approval.decided_by) == ("approved", "U0ADA")
+    assert [texts(u["blocks"])[-1] for u in slack_env.updates] == [
+        ":white_check_mark: Approved by <@U0ADA>"] * 2
+
+
+def test_a_click_after_a_decision_elsewhere_changes_nothing(paused, slack_env):
+    [post] = slack_env.posts
+    run_approve(run_id=paused.id, input="from the API", decided_by="api:ada")
+    wait_for_run(paused.id, statuses=set(Run.TERMINAL))
+
+    answer = click(post, REJECT)
+
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "not_waiting")
+    run = Run.objects.get(pk=paused.id)
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (from the API)")
+    assert StepRun.objects.get(run=run, key="review").decided_by == "api:ada"
+    assert SlackApproval.objects.get().status == "pending"
+    [update] = slack_env.updates
+    assert texts(update["blocks"])[2] == (f"This run no longer waits for this approval: "
+                                          f"run {run.id} is succeeded, not paused.")
+    assert action_ids(update["blocks"]) == [APPROVE, REJECT]
+
+
+def test_a_run_resumed_after_a_rejection_asks_again_in_a_new_message(paused, slack_env):
+    [first] = slack_env.posts
+    click(first, REJECT, user_id="U0BOB", username="bob")
+
+    run_resume(run_id=paused.id)
+
+    wait_for_run(paused.id, statuses={Run.Status.PAUSED})
+    wait_until(lambda: len(slack_env.posts) == 2)
+    second = slack_env.posts[1]
+    approval = SlackApproval.objects.get()
+    assert (approval.status, approval.decided_by, approval.ts) == ("pending", "", second["ts"])
+    # The rejection is cleared with the run's error: the step waits for a new decision.
+    assert StepRun.objects.get(run_id=paused.id, key="review").decided_by == ""
+
+    click(second, user_id="U0ADA", username="ada")
+
+    run = wait_for_run(paused.id, statuses=set(Run.TERMINAL))
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (None)")
+    assert StepRun.objects.get(run=run, key="review").decided_by == "slack:U0ADA"
+
+
+SCHEMA = '''
+from pydantic import BaseModel
+
+from flowops import Step, step
+
+
+class Review(BaseModel):
+    approved: bool{default}
+    note: str = ""
+
+
+@step
+def draft(topic: str) -> str:
+    return topic
+
+
+@step
+def publish(review: Review) -> str:
+    return f"approved={{review.approved}} note={{review.note!r}}"
+
+
+review = Step.human_in_the_loop("review", message_for_user="ok?", input_schema=Review,
+                                slack_channel="#approvals")
+pipeline = draft >> review >> publish
+'''
+
+
+def test_a_button_cannot_approve_a_schema_with_required_fields(slack_env, dispatcher,
+                                                               write_script):
+    run = start_run(write_script(SCHEMA.format(default=""), "review.py"), input="x")
+    [post] = slack_env.posts
+
+    answer = click(post)
+
+    assert answer.json() == {"outcome": "refused", "message": "approval input does not fit "
+                                                              "Review: approved: Field required"}
+    run.refresh_from_db()
+    assert (run.status, run.paused_step_key) == (Run.Status.PAUSED, "review")
+    assert SlackApproval.objects.get().status == "pending"
+    [update] = slack_env.updates
+    assert action_ids(update["blocks"]) == [APPROVE, REJECT]  # still answerable
+    assert texts(update["blocks"])[2].startswith(
+        "<@U0ADA> could not approve from Slack: approval input does not fit Review: "
+        "approved: Field required. Approve it with input: `python manage.py approve")
+
+
+def test_a_button_approves_a_schema_with_its_defaults(slack_env, dispatcher, write_script):
+    run = start_run(write_script(SCHEMA.format(default=" = True"), "review.py"), input="x")
+    [post] = slack_env.posts
+
+    click(post)
+
+    run = wait_for_run(run.id, statuses=set(Run.TERMINAL))
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "approved=True note=''")
+
+
+def test_a_click_for_an_unknown_run_answers_200_and_changes_nothing(paused, slack_env):
+    [post] = slack_env.posts
+    payload = click_payload(post)
+    payload["actions"][0]["value"] = json.dumps({"run": "nope", "step": "review"})
+
+    answer = send(form(payload))
+
+    assert answer.status_code == 200
+    assert answer.json() == {"outcome": "unknown", "message": "no Slack approval for run "
+                                                              "'nope' at step 'review'; "
+                                                              "nothing changed"}
+    assert_nothing_changed(paused, slack_env)
+
+
+def test_other_interactions_are_acknowledged_and_ignored(paused, slack_env):
+    [post] = slack_env.posts
+    other = click_payload(post)
+    other["actions"][0]["action_id"] = "someone_elses_button"
+
+    for payload in (other, {"type": "view_submission", "view": {}}):
+        answer = send(form(payload))
+        assert (answer.status_code, answer.json()) == (
+            200, {"message": "nothing to do for this interaction"})
+    assert_nothing_changed(paused, slack_env)
+
+
+def assert_nothing_changed(run: Run, slack: FakeSlackServer) -> None:
+    run = Run.objects.get(pk=run.id)
+    assert (run.status, run.paused_step_key) == (Run.Status.PAUSED, "review")
+    assert StepRun.objects.get(run=run, key="review").status == "pending"
+    approval = SlackApproval.objects.get()
+    assert (approval.status, approval.decided_by) == ("pending", "")
+    assert slack.updates == []
+
+
+STALE = int(time.time()) - 6 * 60
+
+
+@pytest.mark.parametrize(("make", "status", "message"), [
+    (lambda b: send(b, sign=False), 401,
+     "X-Slack-Request-Timestamp and X-Slack-Signature are required"),
+    (lambda b: send(b, signature="v0=" + "0" * 64), 401,
+     "X-Slack-Signature does not match the body"),
+    (lambda b: send(b, secret="another-secret"), 401, "X-Slack-Signature does not match the body"),
+    (lambda b: send(b, timestamp=STALE), 401, "X-Slack-Request-Timestamp is more than 5 "
+                                              "minutes away; the request is stale or replayed"),
+    (lambda b: send(b, content_type="application/json"), 415,
+     "Content-Type must be application/x-www-form-urlencoded, not application/json"),
+    (lambda b: send(b + "&pad=" + "x" * MAX_BYTES), 413, f"body is over {MAX_BYTES} bytes"),
+    (lambda b: send("payload="), 400, "form field 'payload' is missing"),
+    (lambda b: send("other=1"), 400, "form field 'payload' is missing"),
+    (lambda b: send(form("{not json")), 400, "payload is not JSON: Expecting property name "
+                                             "enclosed in double quotes: line 1 column 2 "
+                                             "(char 1)"),
+    (lambda b: send(form("[1]")), 400, "payload must be a JSON object with a 'type'"),
+    (lambda b: send(form({"type": "block_actions"})), 400,
+     "block_actions payload has no 'actions' list"),
+])
+def test_bad_requests_are_refused_and_change_nothing(paused, slack_env, make, status, message):
+    [post] = slack_env.posts
+
+    answer = make(form(click_payload(post)))
+
+    assert (answer.status_code, answer.json()) == (status, {"message": message})
+    assert_nothing_changed(paused, slack_env)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["actions"][0].update(value="not json"), "action value is not a JSON object"),
+    (lambda p: p["actions"][0].update(value='{"run": 1}'),
+     "action value must name a 'run' and a 'step' (strings)"),
+    (lambda p: p.pop("user"), "payload has no 'user' with an 'id'"),
+])
+def test_a_malformed_click_is_a_400_naming_the_problem(paused, slack_env, change, message):
+    [post] = slack_env.posts
+    payload = click_payload(post)
+    change(payload)
+
+    answer = send(form(payload))
+
+    assert (answer.status_code, answer.json()) == (400, {"message": message})
+    assert_nothing_changed(paused, slack_env)
+
+
+def test_without_a_signing_secret_the_endpoint_is_unavailable(paused, slack_env, settings):
+    [post] = slack_env.posts
+    settings.SLACK_SIGNING_SECRET = ""
+
+    answer = click(post)
+
+    assert (answer.status_code, answer.json()) == (
+        503, {"message": "Slack is not configured here: set SLACK_SIGNING_SECRET"})
+    assert_nothing_changed(paused, slack_env)
+
+
+def test_only_post_is_allowed():
+    answer = Client().get(URL)
+    assert (answer.status_code, answer.json()) == (
+        405, {"message": "GET is not allowed; Slack POSTs interactions"})
