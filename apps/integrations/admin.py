@@ -39,7 +39,7 @@ class SlackApprovalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["run_link", "step_key", "status"]}),
         ("Decision", {"fields": ["decided_by", "decided_by_name", "decided_at"]}),
         ("Message", {"fields": ["channel", "channel_id", "ts", "posted_at", "post_attempts",
-                                "post_error", "created_at"]}),
+                                "post_error", "next_post_at", "created_at"]}),
     ]
     readonly_fields = [f for _, spec in fieldsets for f in spec["fields"]]
 

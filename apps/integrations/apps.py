@@ -13,5 +13,7 @@ class IntegrationsConfig(AppConfig):
 
         hooks.run_paused.connect(approvals.on_run_paused,
                                  dispatch_uid="slack-approval-request")
+        hooks.approval_decided.connect(approvals.on_approval_decided,
+                                       dispatch_uid="slack-approval-close")
         hooks.recovery_swept.connect(approvals.approvals_post_unposted,
                                      dispatch_uid="slack-approval-retry")

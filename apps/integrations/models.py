@@ -26,14 +26,21 @@ class SlackApproval(models.Model):
                           help_text="The posted message's timestamp; empty: not posted yet.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING,
                               db_index=True)
-    decided_by = models.CharField(max_length=50, blank=True, help_text="Slack user id.")
-    decided_by_name = models.CharField(max_length=200, blank=True, help_text="Slack user name.")
+    decided_by = models.CharField(
+        max_length=200, blank=True,
+        help_text="Who decided, as on the step: slack:<user id>, or api:/admin:<username> "
+                  "when it was decided outside Slack.")
+    decided_by_name = models.CharField(max_length=200, blank=True,
+                                       help_text="The Slack user's name, for a click.")
     decided_at = models.DateTimeField(null=True, blank=True)
     post_attempts = models.PositiveIntegerField(default=0)
     # Set while one process posts, so that the pause hook and the sweep never both post;
     # a claim older than POST_CLAIM_S (its process died) may be taken over.
     post_claimed_at = models.DateTimeField(null=True, blank=True)
     post_error = models.TextField(blank=True, help_text="Why the last post failed.")
+    next_post_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a failed post: when the recovery sweep may "
+                                         "try again (it backs off).")
     created_at = models.DateTimeField(auto_now_add=True)
     posted_at = models.DateTimeField(null=True, blank=True)
 

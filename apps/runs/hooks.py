@@ -6,6 +6,9 @@ inside it, and a receiver that raises is logged: it can never fail or stall a ru
 
 * ``run_paused``: a run paused at a human step. Keyword arguments: ``run_id``,
   ``step_key`` and ``step`` (the ``HumanStep``, with its ``message`` and options).
+* ``approval_decided``: a paused run was approved or rejected. Keyword arguments:
+  ``run_id``, ``step_key``, ``approved`` (bool) and ``decided_by`` (``slack:U0123``,
+  ``api:ada``, ``admin:ada``, or empty).
 * ``recovery_swept``: a recovery pass ended (the periodic task, ``resume --stuck``, the
   embedded dispatcher's sweep). Receivers retry work that failed earlier.
 """
@@ -21,6 +24,7 @@ from django.dispatch import Signal
 log = logging.getLogger("flowops.runs")
 
 run_paused = Signal()
+approval_decided = Signal()
 recovery_swept = Signal()
 
 

@@ -5,10 +5,10 @@ The engine knows nothing of Slack: it sends ``apps.runs.hooks.run_paused`` after
 commits, and ``IntegrationsConfig.ready`` connects ``on_run_paused`` to it. One
 ``SlackApproval`` row per (run, step) makes the post happen once: a pause seen again
 finds the row posted and posts nothing. A post that fails (Slack down, unknown channel)
-leaves the row unposted with its error; the run stays paused, and every recovery pass
-(``hooks.recovery_swept``) posts it again. A post is repeated only if a process dies
-between Slack's answer and recording it: then the channel gets the message twice, which
-beats a run waiting for a message nobody saw.
+leaves the row unposted with its error; the run stays paused, and the recovery passes
+(``hooks.recovery_swept``) post it again, backing off after repeated failures. A post is
+repeated only if a process dies between Slack's answer and recording it: then the channel
+gets the message twice, which beats a run waiting for a message nobody saw.
 
 A button approves with no input. A step with an ``input_schema`` is approved with the
 schema's defaults (``{}``); when the schema has required fields the click is refused and
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -44,6 +45,11 @@ ACTIONS_BLOCK = "flowops_approval"
 # Longer than the client's 10 s timeout: a claim this old belongs to a process that died.
 POST_CLAIM_S = 60
 SWEEP_BATCH = 20  # posts retried per recovery pass; the rest wait for the next one
+# After a failed post the next recovery pass tries again; after more failures the sweep
+# waits RETRY_BASE_S, doubling up to RETRY_MAX_S, so a Slack outage or a wrong channel is
+# not hammered every pass. The admin's "post again" does not wait.
+RETRY_BASE_S = 60
+RETRY_MAX_S = 3600
 SECTION_CHARS = 2900  # Slack refuses a section text over 3000 characters
 
 Status = SlackApproval.Status
@@ -87,12 +93,13 @@ def approval_post(approval: SlackApproval) -> bool:
     except SlackError as exc:
         log.warning("could not post the approval of run %s step %s to %s: %s",
                     run.id, approval.step_key, approval.channel, exc)
-        SlackApproval.objects.filter(pk=approval.pk).update(post_claimed_at=None,
-                                                             post_error=str(exc))
+        SlackApproval.objects.filter(pk=approval.pk).update(
+            post_claimed_at=None, post_error=str(exc),
+            next_post_at=timezone.now() + retry_delay(approval.post_attempts + 1))
         return False
     SlackApproval.objects.filter(pk=approval.pk).update(
         ts=posted["ts"], channel_id=posted["channel"], posted_at=timezone.now(),
-        post_claimed_at=None, post_error="")
+        post_claimed_at=None, post_error="", next_post_at=None)
     approval.refresh_from_db()
     return True
 
@@ -104,17 +111,43 @@ def _claim_post(approval: SlackApproval) -> bool:
                 .update(post_claimed_at=timezone.now(), post_attempts=F("post_attempts") + 1))
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """How long the sweep waits after ``attempts`` failed posts: none after the first."""
+    if attempts <= 1:
+        return timedelta(0)
+    return timedelta(seconds=min(RETRY_BASE_S * 2 ** (attempts - 2), RETRY_MAX_S))
+
+
 def waits_at(run: Run, step_key: str) -> bool:
     return run.status == Run.Status.PAUSED and run.paused_step_key == step_key
 
 
 def approvals_post_unposted(sender: Any = None, **kwargs: Any) -> int:
     """``hooks.recovery_swept`` receiver: post again what failed to post. Returns posts."""
+    if not settings.SLACK_BOT_TOKEN:  # Slack is not set up here: nothing could be posted
+        return 0
     unposted = (SlackApproval.objects
                 .filter(ts="", status=Status.PENDING, run__status=Run.Status.PAUSED,
                         run__paused_step_key=F("step_key"))
+                .filter(Q(next_post_at__isnull=True) | Q(next_post_at__lte=timezone.now()))
                 .order_by("post_attempts", "id")[:SWEEP_BATCH])
     return sum(approval_post(approval) for approval in unposted)
+
+
+def on_approval_decided(sender: Any = None, *, run_id: str, step_key: str, approved: bool,
+                        decided_by: str, **kwargs: Any) -> None:
+    """``hooks.approval_decided`` receiver: a decision made outside Slack (API, admin, CLI)
+    closes the Slack question too, so its buttons do not linger."""
+    if decided_by.startswith("slack:"):
+        return  # a click: approval_decide records it and updates the message it came from
+    decided = SlackApproval.objects.filter(
+        run_id=run_id, step_key=step_key, status=Status.PENDING).update(
+        status=Status.APPROVED if approved else Status.REJECTED, decided_by=decided_by,
+        decided_by_name="", decided_at=timezone.now())
+    approval = SlackApproval.objects.filter(run_id=run_id, step_key=step_key).first()
+    if decided and approval.is_posted:
+        run = Run.objects.select_related("version__workflow").get(pk=run_id)
+        _update_message((approval.channel_id, approval.ts), run, approval)
 
 
 # -- answering ---------------------------------------------------------------------------
@@ -170,7 +203,7 @@ def _decide(approval: SlackApproval, run: Run, *, approve: bool, user_id: str,
     who = f"slack:{user_id}"
     with transaction.atomic():
         won = SlackApproval.objects.filter(pk=approval.pk, status=Status.PENDING).update(
-            status=Status.APPROVED if approve else Status.REJECTED, decided_by=user_id,
+            status=Status.APPROVED if approve else Status.REJECTED, decided_by=who,
             decided_by_name=user_name, decided_at=timezone.now())
         if not won:
             return None
@@ -244,7 +277,10 @@ def request_blocks(run: Run, step_key: str, note: str = "") -> list[dict[str, An
 
 def decision_text(approval: SlackApproval) -> str:
     mark = ":white_check_mark:" if approval.status == Status.APPROVED else ":x:"
-    return f"{mark} {approval.status.capitalize()} by <@{approval.decided_by}>"
+    who = escape(approval.decided_by or "someone outside Slack")
+    if who.startswith("slack:"):
+        who = f"<@{who.removeprefix('slack:')}>"  # a mention: Slack shows the user's name
+    return f"{mark} {approval.status.capitalize()} by {who}"
 
 
 def decided_blocks(run: Run, approval: SlackApproval) -> list[dict[str, Any]]:

@@ -162,6 +162,8 @@ def run_approve(*, run_id: str, input: Any = None, background: bool = False,
         StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
             status=StepRun.Status.SUCCEEDED, output=value, context=context, finished_at=Now(),
             attempt=1, decided_by=decided_by)
+        hooks.send_on_commit(hooks.approval_decided, run_id=run_id,
+                             step_key=run.paused_step_key, approved=True, decided_by=decided_by)
         transaction.on_commit(lambda: dispatch.dispatch_run(run_id, background=background))
     run.refresh_from_db()
     return run
@@ -197,6 +199,8 @@ def run_reject(*, run_id: str, reason: str, decided_by: str = "",
         StepRun.objects.filter(run_id=run_id, key=run.paused_step_key).update(
             status=StepRun.Status.FAILED, finished_at=Now(), decided_by=decided_by,
             error={"type": "Rejected", "message": message, "traceback": ""})
+        hooks.send_on_commit(hooks.approval_decided, run_id=run_id,
+                             step_key=run.paused_step_key, approved=False, decided_by=decided_by)
     run.refresh_from_db()
     return run
 

@@ -22,9 +22,10 @@ from apps.runs import hooks
 from apps.runs.apis import run_output
 from apps.runs.models import Run, StepRun
 from apps.runs.services.execution import loaded_for
-from apps.runs.services.runs import recover_stuck, run_approve, run_resume
+from apps.runs.services.runs import recover_stuck, run_approve, run_cancel, run_resume
 from flowops import Step
 from flowops.exceptions import PipelineDefinitionError
+from tests.apps.api_fixtures import token_client
 from tests.fakes.fixtures import SLACK_SIGNING_SECRET
 from tests.fakes.slack_server import DEFAULT_CHANNELS, TEAM_ID, FakeSlackServer, signed_headers
 from tests.integration.helpers import start_run, wait_for_run
@@ -192,6 +193,31 @@ def test_recovery_posts_an_unposted_approval_once(slack_env, dispatcher, write_s
     assert Run.objects.get(pk=run.id).status == Run.Status.PAUSED
 
 
+def test_repeated_failures_back_off_until_the_admin_posts_again(slack_env, dispatcher,
+                                                                 write_script, admin_client):
+    slack_env.fail("chat.postMessage", error="ratelimited", times=2)
+    run = start_run(write_script(REVIEW, "review.py"), input="otters")
+    recover_stuck()  # the first retry is at once, and fails too
+
+    recover_stuck()  # then the sweep waits
+
+    assert len(slack_env.calls("chat.postMessage")) == 2
+    approval = SlackApproval.objects.get()
+    assert (approval.ts, approval.post_attempts) == ("", 2)
+    assert approval.next_post_at is not None
+    listed = admin_client.get("/admin/integrations/slackapproval/?posted=no")
+    assert listed.status_code == 200 and run.id in listed.content.decode()
+
+    answer = admin_client.post("/admin/integrations/slackapproval/", {
+        "action": "post_again", "_selected_action": [approval.pk]}, follow=True)
+
+    assert answer.status_code == 200
+    [post] = slack_env.posts
+    approval.refresh_from_db()
+    assert (approval.ts, approval.post_attempts, approval.post_error, approval.next_post_at) == (
+        post["ts"], 3, "", None)
+
+
 def test_an_unknown_channel_is_kept_as_the_error(slack_env, dispatcher, write_script):
     source = REVIEW.replace('"#approvals"', '"#nowhere"')
 
@@ -234,12 +260,23 @@ def test_a_signed_approve_click_continues_the_run_and_records_the_user(paused, s
     assert review["decided_by"] == "slack:U0ADA"
     approval = SlackApproval.objects.get()
     assert (approval.status, approval.decided_by, approval.decided_by_name) == (
-        "approved", "U0ADA", "ada")
+        "approved", "slack:U0ADA", "ada")
     assert approval.decided_at is not None
     [update] = slack_env.updates
     assert (update["channel"], update["ts"]) == (APPROVALS, post["ts"])
     assert action_ids(update["blocks"]) == []  # the buttons are gone
     assert texts(update["blocks"])[-1] == ":white_check_mark: Approved by <@U0ADA>"
+
+
+def test_the_admin_shows_who_decided(paused, slack_env, admin_client):
+    click(slack_env.posts[0])
+    wait_for_run(paused.id, statuses=set(Run.TERMINAL))
+
+    approvals = admin_client.get("/admin/integrations/slackapproval/").content.decode()
+    run_page = admin_client.get(f"/admin/runs/run/{paused.id}/change/").content.decode()
+
+    assert "U0ADA" in approvals and ">ada<" in approvals
+    assert "slack:U0ADA" in run_page
 
 
 def test_a_reject_click_fails_the_run_and_records_the_user(paused, slack_env):
@@ -257,7 +294,7 @@ def test_a_reject_click_fails_the_run_and_records_the_user(paused, slack_env):
     assert StepRun.objects.get(run=run, key="publish").status == "pending"
     approval = SlackApproval.objects.get()
     assert (approval.status, approval.decided_by, approval.decided_by_name) == (
-        "rejected", "U0BOB", "bob")
+        "rejected", "slack:U0BOB", "bob")
     [update] = slack_env.updates
     assert texts(update["blocks"])[-1] == ":x: Rejected by <@U0BOB>"
 
@@ -274,27 +311,58 @@ def test_a_second_click_changes_nothing_and_shows_the_decision(paused, slack_env
     run = Run.objects.get(pk=paused.id)
     assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (None)")
     approval = SlackApproval.objects.get()
-    assert (approval.status, approval.decided_by) == ("approved", "U0ADA")
+    assert (approval.status, approval.decided_by) == ("approved", "slack:U0ADA")
     assert [texts(u["blocks"])[-1] for u in slack_env.updates] == [
         ":white_check_mark: Approved by <@U0ADA>"] * 2
 
 
-def test_a_click_after_a_decision_elsewhere_changes_nothing(paused, slack_env):
+def test_a_decision_elsewhere_closes_the_question_in_slack(paused, slack_env):
     [post] = slack_env.posts
-    run_approve(run_id=paused.id, input="from the API", decided_by="api:ada")
-    wait_for_run(paused.id, statuses=set(Run.TERMINAL))
 
-    answer = click(post, REJECT)
+    run_approve(run_id=paused.id, input="from the API", decided_by="api:ada")
+
+    wait_until(lambda: slack_env.updates)
+    [update] = slack_env.updates
+    assert (update["channel"], update["ts"]) == (APPROVALS, post["ts"])
+    assert action_ids(update["blocks"]) == []
+    assert texts(update["blocks"])[-1] == ":white_check_mark: Approved by api:ada"
+    approval = SlackApproval.objects.get()
+    assert (approval.status, approval.decided_by, approval.decided_by_name) == (
+        "approved", "api:ada", "")
+    run = wait_for_run(paused.id, statuses=set(Run.TERMINAL))
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (from the API)")
+
+    answer = click(post, REJECT)  # a click that was on its way
+
+    assert answer.json() == {"outcome": "already_decided",
+                             "message": "already approved by api:ada"}
+    assert Run.objects.get(pk=run.id).status == Run.Status.SUCCEEDED
+    assert StepRun.objects.get(run=run, key="review").decided_by == "api:ada"
+
+
+def test_a_click_on_a_cancelled_run_changes_nothing(paused, slack_env):
+    [post] = slack_env.posts
+    run_cancel(run_id=paused.id)
+
+    answer = click(post)
 
     assert (answer.status_code, answer.json()["outcome"]) == (200, "not_waiting")
-    run = Run.objects.get(pk=paused.id)
-    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (from the API)")
-    assert StepRun.objects.get(run=run, key="review").decided_by == "api:ada"
+    assert Run.objects.get(pk=paused.id).status == Run.Status.CANCELLED
     assert SlackApproval.objects.get().status == "pending"
     [update] = slack_env.updates
     assert texts(update["blocks"])[2] == (f"This run no longer waits for this approval: "
-                                          f"run {run.id} is succeeded, not paused.")
-    assert action_ids(update["blocks"]) == [APPROVE, REJECT]
+                                          f"run {paused.id} is cancelled, not paused.")
+
+
+def test_the_rest_api_records_who_decided(paused, slack_env, staff):
+    answer = token_client(staff).post(f"/api/runs/{paused.id}/reject", {"reason": "no"},
+                                      format="json")
+
+    assert answer.status_code == 200
+    review = next(s for s in answer.json()["steps"] if s["key"] == "review")
+    assert (review["status"], review["decided_by"]) == ("failed", "api:ada")
+    assert SlackApproval.objects.get().decided_by == "api:ada"
+    assert texts(slack_env.updates[0]["blocks"])[-1] == ":x: Rejected by api:ada"
 
 
 def test_a_run_resumed_after_a_rejection_asks_again_in_a_new_message(paused, slack_env):
