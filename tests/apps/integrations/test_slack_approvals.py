@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -26,15 +24,19 @@ from apps.runs.services.runs import recover_stuck, run_approve, run_cancel, run_
 from flowops import Step
 from flowops.exceptions import PipelineDefinitionError
 from tests.apps.api_fixtures import token_client
-from tests.fakes.fixtures import SLACK_SIGNING_SECRET
-from tests.fakes.slack_server import DEFAULT_CHANNELS, TEAM_ID, FakeSlackServer, signed_headers
-from tests.integration.helpers import start_run, wait_for_run
+from tests.apps.integrations.slack_clicks import (  # noqa: F401  (fake_slack: a fixture)
+    APPROVALS,
+    URL,
+    click,
+    click_payload,
+    fake_slack,
+    form,
+    send,
+)
+from tests.fakes.slack_server import FakeSlackServer
+from tests.integration.helpers import start_run, wait_for_run, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-URL = "/hooks/slack/interactions"
-FORM = "application/x-www-form-urlencoded"
-APPROVALS = "C0APPROVE"
 
 REVIEW = '''
 from flowops import Step, step
@@ -57,16 +59,6 @@ pipeline = draft >> review >> publish
 
 
 @pytest.fixture
-def fake_slack() -> Iterator[FakeSlackServer]:
-    """The fake Slack, with an #approvals channel."""
-    server = FakeSlackServer(channels={**DEFAULT_CHANNELS, APPROVALS: "approvals"}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def paused(slack_env, dispatcher, write_script) -> Run:
     """A run of REVIEW paused at its human step (driven to the pause in this process)."""
     run = start_run(write_script(REVIEW, "review.py"), input="otters")
@@ -76,54 +68,6 @@ def paused(slack_env, dispatcher, write_script) -> Run:
 
 
 # -- helpers -----------------------------------------------------------------------------
-def click_payload(post: dict, action: str = APPROVE, *, user_id: str = "U0ADA",
-                  username: str = "ada") -> dict:
-    """A block_actions payload as Slack sends it for a click on the posted message."""
-    [button] = [e for block in post["blocks"] if block["type"] == "actions"
-                for e in block["elements"] if e["action_id"] == action]
-    return {
-        "type": "block_actions", "api_app_id": "A0APP", "trigger_id": "1.2.abc",
-        "team": {"id": TEAM_ID, "domain": "flowops"},
-        "user": {"id": user_id, "username": username, "name": username, "team_id": TEAM_ID},
-        "container": {"type": "message", "message_ts": post["ts"], "channel_id": post["channel"],
-                      "is_ephemeral": False},
-        "channel": {"id": post["channel"], "name": "approvals"},
-        "message": {"ts": post["ts"], "text": post["text"], "blocks": post["blocks"]},
-        "response_url": "https://hooks.slack.invalid/actions/1",
-        "actions": [{"type": "button", "action_id": action, "block_id": "flowops_approval",
-                     "value": button["value"], "action_ts": "1700000001.000200",
-                     "text": button["text"]}],
-    }
-
-
-def form(payload: dict | str) -> str:
-    text = payload if isinstance(payload, str) else json.dumps(payload)
-    return urlencode({"payload": text})
-
-
-def send(body: str, *, sign: bool = True, content_type: str = FORM, secret: str | None = None,
-         timestamp: int | None = None, signature: str | None = None):
-    headers = {}
-    if sign:
-        signed = signed_headers(secret or SLACK_SIGNING_SECRET, body, timestamp=timestamp,
-                                content_type=content_type)
-        headers = {"HTTP_X_SLACK_REQUEST_TIMESTAMP": signed["X-Slack-Request-Timestamp"],
-                   "HTTP_X_SLACK_SIGNATURE": signature or signed["X-Slack-Signature"]}
-    return Client().post(URL, body, content_type=content_type, **headers)
-
-
-def click(post: dict, action: str = APPROVE, **user):
-    return send(form(click_payload(post, action, **user)))
-
-
-def wait_until(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 def texts(blocks: list[dict]) -> list[str]:
     found = []
     for block in blocks:
@@ -321,7 +265,7 @@ def test_a_decision_elsewhere_closes_the_question_in_slack(paused, slack_env):
 
     run_approve(run_id=paused.id, input="from the API", decided_by="api:ada")
 
-    wait_until(lambda: slack_env.updates)
+    wait_until(lambda: slack_env.updates, "the Slack message is updated")
     [update] = slack_env.updates
     assert (update["channel"], update["ts"]) == (APPROVALS, post["ts"])
     assert action_ids(update["blocks"]) == []
@@ -372,7 +316,7 @@ def test_a_run_resumed_after_a_rejection_asks_again_in_a_new_message(paused, sla
     run_resume(run_id=paused.id)
 
     wait_for_run(paused.id, statuses={Run.Status.PAUSED})
-    wait_until(lambda: len(slack_env.posts) == 2)
+    wait_until(lambda: len(slack_env.posts) == 2, "the question is asked again")
     second = slack_env.posts[1]
     approval = SlackApproval.objects.get()
     assert (approval.status, approval.decided_by, approval.ts) == ("pending", "", second["ts"])
