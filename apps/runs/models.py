@@ -101,7 +101,8 @@ class StepRun(models.Model):
     cache_hit = models.BooleanField(default=False)
     decided_by = models.CharField(
         max_length=200, blank=True,
-        help_text="Who approved or rejected this human step (slack:U0123, api:ada, admin:ada).")
+        help_text="Who approved or rejected this human step (slack:U0123, api:ada, admin:ada, "
+                  "cli:ada).")
     # On the join row of a parallel or map: how many branches it has, how many have not
     # arrived yet (the branch that brings it to 0 sends the join), and how many were
     # sent so far (with max_concurrency, each arrival sends the next).

@@ -194,6 +194,8 @@ def approval_decide(*, run_id: str, step_key: str, approve: bool, user_id: str,
         _update_message(where, run, approval)
         return Click("already_decided", f"already {approval.status}")
     _update_message(where, run, decided)
+    if where != (decided.channel_id, decided.ts):  # a click on the message of an earlier ask
+        _update_message((decided.channel_id, decided.ts), run, decided)
     return Click(decided.status, f"{decided.status} by {user_name or user_id}")
 
 

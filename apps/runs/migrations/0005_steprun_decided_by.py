@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='steprun',
             name='decided_by',
-            field=models.CharField(blank=True, help_text='Who approved or rejected this human step (slack:U0123, api:ada, admin:ada).', max_length=200),
+            field=models.CharField(blank=True, help_text='Who approved or rejected this human step (slack:U0123, api:ada, admin:ada, cli:ada).', max_length=200),
         ),
     ]

@@ -330,6 +330,22 @@ def test_a_run_resumed_after_a_rejection_asks_again_in_a_new_message(paused, sla
     assert StepRun.objects.get(run=run, key="review").decided_by == "slack:U0ADA"
 
 
+def test_a_click_on_the_earlier_message_closes_the_new_one_too(paused, slack_env):
+    [first] = slack_env.posts
+    click(first, REJECT, user_id="U0BOB", username="bob")
+    run_resume(run_id=paused.id)
+    wait_until(lambda: len(slack_env.posts) == 2, "the question is asked again")
+    second = slack_env.posts[1]
+
+    click(first, user_id="U0ADA", username="ada")
+
+    run = wait_for_run(paused.id, statuses=set(Run.TERMINAL))
+    assert run.status == Run.Status.SUCCEEDED
+    closed = [(u["ts"], texts(u["blocks"])[-1]) for u in slack_env.updates[1:]]
+    assert closed == [(first["ts"], ":white_check_mark: Approved by <@U0ADA>"),
+                      (second["ts"], ":white_check_mark: Approved by <@U0ADA>")]
+
+
 SCHEMA = '''
 from pydantic import BaseModel
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 
 from django.core.management.base import BaseCommand
@@ -25,12 +26,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         data = cli.parse_json_option("--input-json", opts["input_json"])
+        who = f"cli:{getpass.getuser()}"
         try:
             if opts["reject"] is not None:
-                run = run_services.run_reject(run_id=opts["run_id"], reason=opts["reject"])
+                run = run_services.run_reject(run_id=opts["run_id"], reason=opts["reject"],
+                                              decided_by=who)
             else:
                 with cli.Progress(opts["run_id"], sys.stderr):
-                    run = run_services.run_approve(run_id=opts["run_id"], input=data)
+                    run = run_services.run_approve(run_id=opts["run_id"], input=data,
+                                                   decided_by=who)
                     if run.driver == "celery":
                         run = cli.wait_for(run.id)
         except ApplicationError as exc:
