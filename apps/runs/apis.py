@@ -96,7 +96,7 @@ class StepOutputSerializer(serializers.Serializer):
     cache_hit = serializers.BooleanField()
     decided_by = serializers.CharField(
         allow_null=True, help_text="Who approved or rejected a human step: slack:<user id>, "
-                                   "api:<username>, admin:<username>.")
+                                   "api:<username>, admin:<username>, cli:<os user>.")
 
 
 class EventOutputSerializer(serializers.Serializer):
