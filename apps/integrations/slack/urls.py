@@ -1,3 +1,9 @@
-"""slack endpoints (under construction)."""
+"""Slack's endpoints under ``/hooks/slack/``."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.integrations.slack.views import SlackEventsView
+
+urlpatterns: list = [
+    path("events", SlackEventsView.as_view(), name="slack-events"),
+]
