@@ -76,7 +76,6 @@ __all__ = [
     "make_agent_async",
     "now",
     "random",
-    "slack",
     "start_run",
     "step",
     "trigger",
