@@ -252,6 +252,7 @@ def test_the_channel_option_matches_by_name_or_by_id(slack_env, dispatcher, writ
     assert general["runs"] == []
     assert Event.objects.get(source="slack", key="Ev3").status == Event.Status.IGNORED
     assert [ended(r).output for r in support + sales] == ["C0SUPPORT", "C0SUPPORT", "C0SALES"]
+    assert slack_env.calls("conversations.list") == ["conversations.list"]  # names cached
 
 
 BOTH = '''
