@@ -1,4 +1,4 @@
-"""Slack's endpoints under ``/hooks/slack/``."""
+"""slack endpoints (under construction)."""
 
 from django.urls import path
 
