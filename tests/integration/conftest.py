@@ -33,6 +33,8 @@ import pytest
 import redis
 from django.db import connection
 
+from tests.fakes.fixtures import fake_slack, slack_env  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 30.0
@@ -188,11 +190,13 @@ def write_flow(write_script) -> Callable[..., Path]:
 class Worker:
     """One ``celery -A workers worker`` process group."""
 
-    def __init__(self, name: str, log_path: Path, env: dict[str, str], concurrency: int):
+    def __init__(self, name: str, log_path: Path, env: dict[str, str], concurrency: int,
+                 pool: str = "prefork"):
         self.name = name
         self.log_path = log_path
         self.env = env
         self.concurrency = concurrency
+        self.pool = pool
         self.process: subprocess.Popen | None = None
 
     @property
@@ -201,7 +205,7 @@ class Worker:
         return self.process.pid
 
     def start(self) -> Worker:
-        command = [str(VENV_BIN / "celery"), "-A", "workers", "worker", "--pool", "prefork",
+        command = [str(VENV_BIN / "celery"), "-A", "workers", "worker", "--pool", self.pool,
                    "--concurrency", str(self.concurrency), "-l", "info",
                    "-n", f"{self.name}@%h",
                    # No gossip, mingle or heartbeats: a lone worker needs none, and mingle
@@ -289,23 +293,25 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _new_worker(directory: Path, *, concurrency: int = 2,
-                env: dict[str, str] | None = None) -> Worker:
+                env: dict[str, str] | None = None, pool: str = "prefork") -> Worker:
     name = f"w{next(_names)}-{os.getpid()}"
-    return Worker(name, directory / f"{name}.log", worker_env(env), concurrency)
+    return Worker(name, directory / f"{name}.log", worker_env(env), concurrency, pool)
 
 
 @pytest.fixture
 def start_worker(request, tmp_path, flushed_redis, celery_driver
                  ) -> Iterator[Callable[..., Worker]]:
-    """Start a worker of this test: ``start_worker(concurrency=2, env={"FLOWOPS_FAULT": ...})``.
+    """Start a worker of this test: ``start_worker(concurrency=2, env={"FLOWOPS_FAULT": ...})``;
+    ``pool="solo"`` runs tasks in the worker's main process (a fault there kills the worker).
 
     Every worker started here is stopped at teardown, before the database is flushed
     (this fixture depends on ``transactional_db``, so it is torn down first).
     """
     started: list[Worker] = request.node.stash.setdefault(WORKERS, [])
 
-    def start(*, concurrency: int = 2, env: dict[str, str] | None = None) -> Worker:
-        worker = _new_worker(tmp_path, concurrency=concurrency, env=env)
+    def start(*, concurrency: int = 2, env: dict[str, str] | None = None,
+              pool: str = "prefork") -> Worker:
+        worker = _new_worker(tmp_path, concurrency=concurrency, env=env, pool=pool)
         started.append(worker)
         return worker.start()
 

@@ -5,12 +5,18 @@ the workspace's channel names, each asked of Slack once and cached per process.
 token is ``SLACK_BOT_TOKEN``. Channel names are cached for ``CHANNEL_TTL_S`` seconds: a
 channel renamed in Slack is seen within that time, and an unknown name refreshes the map
 at once (at most every ``MISS_REFRESH_S`` seconds, so a typo cannot hammer Slack).
+
+Calls wait ``TIMEOUT_S`` for Slack; the inbound events endpoint wraps its calls in
+``quick()``, since Slack wants its answer within 3 seconds and retries a failed delivery.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -22,6 +28,20 @@ from flowops.exceptions import SlackError
 CHANNEL_TTL_S = 300.0
 MISS_REFRESH_S = 10.0
 PAGE_SIZE = 200
+TIMEOUT_S = 10.0
+QUICK_TIMEOUT_S = 1.0
+
+_timeout: ContextVar[float] = ContextVar("slack_timeout", default=TIMEOUT_S)
+
+
+@contextmanager
+def quick(timeout: float = QUICK_TIMEOUT_S) -> Iterator[None]:
+    """Calls made inside wait at most ``timeout`` seconds for Slack (the inbound path)."""
+    token = _timeout.set(timeout)
+    try:
+        yield
+    finally:
+        _timeout.reset(token)
 
 
 def web_client() -> WebClient:
@@ -30,7 +50,7 @@ def web_client() -> WebClient:
     # Retries of a post are the journal's business (an effect is never sent twice), so
     # the client itself does not retry.
     return WebClient(token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL,
-                     timeout=10, retry_handlers=[])
+                     timeout=_timeout.get(), retry_handlers=[])
 
 
 def call(method: str, **params) -> dict:
@@ -102,6 +122,8 @@ def channel_matches(option: str, channel_id_: str) -> bool:
     """Whether a trigger's ``channel`` option (a name or an id) means this channel."""
     if option == channel_id_:
         return True
+    if _looks_like_id(option):  # another channel's id: no need to ask Slack
+        return False
     name = option.removeprefix("#")
     names = channel_names()
     if channel_id_ not in names:
