@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from slack_sdk.signature import SignatureVerifier
 
-from apps.core.exceptions import ApplicationError
 from apps.integrations.slack import client
+from apps.integrations.slack.signing import SlackRequestError, verify_request
 from apps.workflows.models import Event, Trigger
 from apps.workflows.services.events import (
     Accepted,
@@ -52,15 +49,6 @@ log = logging.getLogger("flowops.slack")
 SOURCE = "slack"
 MESSAGE_SOURCE = "slack-message"
 HANDLED = ("message", "app_mention")
-MAX_AGE_S = 5 * 60  # Slack's own advice, and what SignatureVerifier enforces
-TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
-SIGNATURE_HEADER = "X-Slack-Signature"
-
-
-class SlackEventError(ApplicationError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.http_status = status
 
 
 @dataclass
@@ -75,11 +63,7 @@ class Received:
 def slack_event_receive(*, body: bytes, timestamp: str | None,
                         signature: str | None) -> Received:
     """Verify a delivery of the Events API and start the runs its event matches."""
-    secret = settings.SLACK_SIGNING_SECRET
-    if not secret:
-        raise SlackEventError(503, "SLACK_SIGNING_SECRET is not set: this server cannot "
-                                   "verify Slack's deliveries")
-    verify(secret=secret, body=body, timestamp=timestamp, signature=signature)
+    verify_request(body=body, timestamp=timestamp, signature=signature)
     payload = _json_object(body)
     kind = payload.get("type")
     if kind == "url_verification":
@@ -88,7 +72,7 @@ def slack_event_receive(*, body: bytes, timestamp: str | None,
         log.warning("Slack is rate-limiting this app's events: %s", payload)
         return Received(ignored="app_rate_limited")
     if kind != "event_callback":
-        raise SlackEventError(400, f"type must be event_callback or url_verification, "
+        raise SlackRequestError(400, f"type must be event_callback or url_verification, "
                                    f"not {kind!r}")
     return _event_callback(payload, body)
 
@@ -110,31 +94,8 @@ def _event_callback(payload: dict[str, Any], body: bytes) -> Received:
                 return Received(ignored="the bot's own message")
             triggers = _matching(event["type"], message)
         except SlackError as exc:
-            raise SlackEventError(503, f"{exc}; Slack will retry the event") from None
+            raise SlackRequestError(503, f"{exc}; Slack will retry the event") from None
     return Received(accepted=_accept(event_id, event["type"], message, triggers, body))
-
-
-def verify(*, secret: str, body: bytes, timestamp: str | None, signature: str | None) -> None:
-    """Slack's signature over ``v0:<timestamp>:<body>``, made in the last 5 minutes."""
-    if not timestamp or not signature:
-        missing = TIMESTAMP_HEADER if not timestamp else SIGNATURE_HEADER
-        raise SlackEventError(401, f"{missing} is missing: the request is not signed")
-    try:
-        age = time.time() - int(timestamp)
-    except ValueError:
-        raise SlackEventError(401, f"{TIMESTAMP_HEADER} is not a Unix time: "
-                                   f"{timestamp[:40]!r}") from None
-    if abs(age) > MAX_AGE_S:
-        raise SlackEventError(401, f"{TIMESTAMP_HEADER} is more than 5 minutes from now "
-                                   "(a replayed or delayed request)")
-    try:
-        valid = SignatureVerifier(secret).is_valid(body=body, timestamp=timestamp,
-                                                   signature=signature)
-    except UnicodeDecodeError:
-        valid = False
-    if not valid:
-        raise SlackEventError(401, f"{SIGNATURE_HEADER} does not match the body "
-                                   "(check SLACK_SIGNING_SECRET)")
 
 
 def ignore_reason(event: dict[str, Any]) -> str | None:
@@ -153,33 +114,33 @@ def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SlackEventError(400, f"body is not JSON: {exc}") from None
+        raise SlackRequestError(400, f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise SlackEventError(400, f"body must be a JSON object, not {type(payload).__name__}")
+        raise SlackRequestError(400, f"body must be a JSON object, not {type(payload).__name__}")
     return payload
 
 
 def _challenge(payload: dict[str, Any]) -> str:
     challenge = payload.get("challenge")
     if not isinstance(challenge, str) or not challenge:
-        raise SlackEventError(400, "url_verification without a challenge")
+        raise SlackRequestError(400, "url_verification without a challenge")
     return challenge
 
 
 def _event_of(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     event_id = payload.get("event_id")
     if not isinstance(event_id, str) or not event_id:
-        raise SlackEventError(400, "event_callback without an event_id")
+        raise SlackRequestError(400, "event_callback without an event_id")
     event = payload.get("event")
     if not isinstance(event, dict):
-        raise SlackEventError(400, "event_callback without an event object")
+        raise SlackRequestError(400, "event_callback without an event object")
     return event_id, event
 
 
 def _message(event: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     for name in ("channel", "ts"):
         if not isinstance(event.get(name), str) or not event[name]:
-            raise SlackEventError(400, f"{event.get('type')} event without a {name}")
+            raise SlackRequestError(400, f"{event.get('type')} event without a {name}")
     return {"text": event.get("text") or "", "user": event.get("user"),
             "channel": event["channel"], "ts": event["ts"],
             "thread_ts": event.get("thread_ts"),

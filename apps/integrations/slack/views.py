@@ -8,11 +8,11 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from apps.integrations.slack.services import (
+from apps.integrations.slack.services import slack_event_receive
+from apps.integrations.slack.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    SlackEventError,
-    slack_event_receive,
+    SlackRequestError,
 )
 
 
@@ -42,7 +42,7 @@ class SlackEventsView(View):
             received = slack_event_receive(body=body,
                                            timestamp=request.headers.get(TIMESTAMP_HEADER),
                                            signature=request.headers.get(SIGNATURE_HEADER))
-        except SlackEventError as exc:
+        except SlackRequestError as exc:
             return error(exc.http_status, exc.message)
         if received.challenge is not None:
             return JsonResponse({"challenge": received.challenge})

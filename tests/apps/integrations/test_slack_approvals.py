@@ -438,16 +438,16 @@ def assert_nothing_changed(run: Run, slack: FakeSlackServer) -> None:
 
 
 STALE = int(time.time()) - 6 * 60
+MISMATCH = "X-Slack-Signature does not match the body (check SLACK_SIGNING_SECRET)"
 
 
 @pytest.mark.parametrize(("make", "status", "message"), [
     (lambda b: send(b, sign=False), 401,
-     "X-Slack-Request-Timestamp and X-Slack-Signature are required"),
-    (lambda b: send(b, signature="v0=" + "0" * 64), 401,
-     "X-Slack-Signature does not match the body"),
-    (lambda b: send(b, secret="another-secret"), 401, "X-Slack-Signature does not match the body"),
+     "X-Slack-Request-Timestamp is missing: the request is not signed"),
+    (lambda b: send(b, signature="v0=" + "0" * 64), 401, MISMATCH),
+    (lambda b: send(b, secret="another-secret"), 401, MISMATCH),
     (lambda b: send(b, timestamp=STALE), 401, "X-Slack-Request-Timestamp is more than 5 "
-                                              "minutes away; the request is stale or replayed"),
+                                              "minutes from now (a replayed or delayed request)"),
     (lambda b: send(b, content_type="application/json"), 415,
      "Content-Type must be application/x-www-form-urlencoded, not application/json"),
     (lambda b: send(b + "&pad=" + "x" * MAX_BYTES), 413, f"body is over {MAX_BYTES} bytes"),
@@ -493,7 +493,8 @@ def test_without_a_signing_secret_the_endpoint_is_unavailable(paused, slack_env,
     answer = click(post)
 
     assert (answer.status_code, answer.json()) == (
-        503, {"message": "Slack is not configured here: set SLACK_SIGNING_SECRET"})
+        503, {"message": "SLACK_SIGNING_SECRET is not set: this server cannot verify "
+                         "Slack's requests"})
     assert_nothing_changed(paused, slack_env)
 
 

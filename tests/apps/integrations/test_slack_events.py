@@ -155,7 +155,7 @@ def test_without_a_signing_secret_the_endpoint_says_so(echo, settings):
 
     assert answer.status_code == 503
     assert answer.json() == {"message": "SLACK_SIGNING_SECRET is not set: this server cannot "
-                                        "verify Slack's deliveries"}
+                                        "verify Slack's requests"}
     assert nothing_stored()
 
 
