@@ -15,10 +15,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.http import HttpRequest, JsonResponse
-from django.utils.decorators import method_decorator
-from django.views import View
-from django.views.decorators.csrf import csrf_exempt
 
+from apps.integrations.hooks import HookView, read_body
 from apps.integrations.slack import client
 from apps.integrations.slack.approvals import ACTIONS, APPROVE, approval_decide
 from apps.integrations.slack.signing import (
@@ -35,26 +33,14 @@ FORM = "application/x-www-form-urlencoded"
 MAX_BYTES = 256 * 1024
 
 
-def error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"message": message}, status=status)
+class SlackInteractionsView(HookView):
+    allowed = "Slack POSTs interactions"
 
-
-@method_decorator(csrf_exempt, name="dispatch")
-class SlackInteractionsView(View):
-    http_method_names = ["post"]
-
-    def http_method_not_allowed(self, request, *args, **kwargs):
-        return error(405, f"{request.method} is not allowed; Slack POSTs interactions")
-
-    def post(self, request: HttpRequest) -> JsonResponse:
-        try:
-            body = read_body(request)
-            verify_request(body=body, timestamp=request.headers.get(TIMESTAMP_HEADER),
-                           signature=request.headers.get(SIGNATURE_HEADER))
-            payload = parse_payload(body)
-            click = parse_click(payload)
-        except SlackRequestError as exc:
-            return error(exc.http_status, exc.message)
+    def receive(self, request: HttpRequest) -> JsonResponse:
+        body = read_body(request, content_type=FORM, limit=MAX_BYTES)
+        verify_request(body=body, timestamp=request.headers.get(TIMESTAMP_HEADER),
+                       signature=request.headers.get(SIGNATURE_HEADER))
+        click = parse_click(parse_payload(body))
         if click is None:
             return JsonResponse({"message": "nothing to do for this interaction"})
         with client.quick():  # Slack waits 3 s for the answer; the message update is extra
@@ -62,18 +48,6 @@ class SlackInteractionsView(View):
         log.info("Slack click on run %s step %s by %s: %s", click["run_id"],
                  click["step_key"], click["user_id"], result.message)
         return JsonResponse({"outcome": result.outcome, "message": result.message})
-
-
-def read_body(request: HttpRequest) -> bytes:
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BYTES:
-        raise SlackRequestError(413, f"body is over {MAX_BYTES} bytes")
-    if request.content_type != FORM:
-        raise SlackRequestError(415, f"Content-Type must be {FORM}, not "
-                              f"{request.content_type or 'missing'}")
-    body = request.body
-    if len(body) > MAX_BYTES:
-        raise SlackRequestError(413, f"body is over {MAX_BYTES} bytes")
-    return body
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:

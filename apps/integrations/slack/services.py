@@ -24,13 +24,13 @@ nothing stored, and Slack's retry is processed in full.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 
+from apps.integrations.hooks import json_object
 from apps.integrations.slack import client
 from apps.integrations.slack.signing import SlackRequestError, verify_request
 from apps.workflows.models import Event, Trigger
@@ -64,7 +64,7 @@ def slack_event_receive(*, body: bytes, timestamp: str | None,
                         signature: str | None) -> Received:
     """Verify a delivery of the Events API and start the runs its event matches."""
     verify_request(body=body, timestamp=timestamp, signature=signature)
-    payload = _json_object(body)
+    payload = json_object(body)
     kind = payload.get("type")
     if kind == "url_verification":
         return Received(challenge=_challenge(payload))
@@ -108,16 +108,6 @@ def ignore_reason(event: dict[str, Any]) -> str | None:
     if event.get("bot_id"):
         return "a bot's message"
     return None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SlackRequestError(400, f"body is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise SlackRequestError(400, f"body must be a JSON object, not {type(payload).__name__}")
-    return payload
 
 
 def _challenge(payload: dict[str, Any]) -> str:

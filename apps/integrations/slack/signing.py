@@ -12,19 +12,15 @@ import time
 from django.conf import settings
 from slack_sdk.signature import SignatureVerifier
 
-from apps.core.exceptions import ApplicationError
+from apps.integrations.hooks import HookError
 
 MAX_AGE_S = 5 * 60
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 SIGNATURE_HEADER = "X-Slack-Signature"
 
 
-class SlackRequestError(ApplicationError):
+class SlackRequestError(HookError):
     """An inbound Slack request refused: ``http_status`` and a message naming why."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.http_status = status
 
 
 def verify_request(*, body: bytes, timestamp: str | None, signature: str | None) -> None:

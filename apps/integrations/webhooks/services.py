@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import uuid
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from apps.core.exceptions import ApplicationError, Conflict
+from apps.core.exceptions import Conflict
+from apps.integrations.hooks import HookError, json_object
 from apps.workflows.models import Workflow
 from apps.workflows.services.events import Accepted, Target, body_sha256, event_accept
 from flowops.context import envelope
@@ -27,10 +26,8 @@ from flowops.context import envelope
 SIGNATURE_HEADER = "X-FlowOps-Signature"
 
 
-class WebhookError(ApplicationError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.http_status = status
+class WebhookError(HookError):
+    """A delivery refused: ``http_status`` and a message naming why."""
 
 
 def webhook_secret(workflow: Workflow) -> str:
@@ -74,7 +71,7 @@ def webhook_receive(*, slug: str, body: bytes, signature: str | None,
     expected = signature_for(webhook_secret(workflow), body)
     if not signature or not hmac.compare_digest(signature.encode(), expected.encode()):
         raise WebhookError(401, f"{SIGNATURE_HEADER} is missing or does not match the body")
-    payload = _payload(body)
+    payload = json_object(body)
     triggers = list(workflow.triggers.filter(active=True, integration="webhook")
                     .select_related("version"))
     if not triggers:
@@ -86,13 +83,3 @@ def webhook_receive(*, slug: str, body: bytes, signature: str | None,
         for t in triggers]
     return event_accept(source="webhook", key=key, body_hash=body_sha256(body),
                         data={"payload": payload}, targets=targets, workflow=workflow)
-
-
-def _payload(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookError(400, f"body is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise WebhookError(400, f"body must be a JSON object, not {type(payload).__name__}")
-    return payload
