@@ -21,6 +21,16 @@ def write_script(tmp_path: Path):
     return write
 
 
+@pytest.fixture(autouse=True)
+def _no_background_dispatcher_across_tests():
+    """A test that started runs in the background stops their dispatcher when it ends:
+    left running, its recovery sweep would take over the stalled runs of later tests."""
+    yield
+    from workers import embedded
+
+    embedded.stop_background()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_background_dispatcher(django_db_setup, django_db_blocker):
     """Runs started by events are driven by a dispatcher thread; stop it (and its

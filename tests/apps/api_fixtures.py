@@ -141,6 +141,7 @@ def dispatcher(transactional_db):
     yield
     from workers import embedded
 
+    embedded.stop_background()
     if embedded.current_dispatcher is not None:
         embedded.current_dispatcher.stop()
 
