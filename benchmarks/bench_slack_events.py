@@ -21,6 +21,12 @@ new connection per request (gunicorn's sync workers close each one), until ``--c
 events are sent or ``--seconds`` have passed, whichever first. It reports requests per
 second and the acknowledgement latency (request sent to answer read) p50/p99.
 
+The baseline, measured in the same run against the same gunicorn right before each event
+measurement: signed ``url_verification`` requests to the same endpoint (the signature
+check, the JSON parse and an answer; no database, no broker). The events' figures are
+also given as ratios to it: what storing the event and starting its run costs on top of
+receiving a Slack request at all.
+
 Levels 1, 8 and 16 concurrent senders, interleaved, ``--reps`` times; figures are the
 medians over repetitions. After each measurement the database is checked: every event
 answered 200 with one run has exactly one Event row and one Run, and nothing else was
@@ -71,8 +77,8 @@ LEVELS = (1, 8, 16)
 
 
 # -- the load generator (second process) -----------------------------------------------------
-def load(url: str, senders: int, count: int, seconds: float, prefix: str, first: int
-         ) -> dict:
+def load(url: str, senders: int, count: int, seconds: float, prefix: str, first: int,
+         kind: str = "event") -> dict:
     from tests.fakes.slack_server import message_event, signed_headers
 
     host, port = url.split(":")
@@ -90,7 +96,10 @@ def load(url: str, senders: int, count: int, seconds: float, prefix: str, first:
             event_id = f"{prefix}{n:06d}"
             # A distinct ts too: one message starts one run per workflow, whatever its id.
             ts = f"{1_700_000_000 + first + n}.000100"
-            body = json.dumps(message_event(f"question {n}?", event_id=event_id, ts=ts))
+            body = json.dumps(message_event(f"question {n}?", event_id=event_id, ts=ts)
+                              if kind == "event" else
+                              {"token": "unused", "challenge": event_id,
+                               "type": "url_verification"})
             headers = signed_headers(SECRET, body)
             started = time.perf_counter()
             try:
@@ -112,8 +121,11 @@ def load(url: str, senders: int, count: int, seconds: float, prefix: str, first:
     statuses: dict[str, int] = {}
     for _, status, _, _ in results:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-    accepted = [r[0] for r in results
-                if r[1] == 200 and not r[3].get("duplicate") and len(r[3].get("runs", [])) == 1]
+    if kind == "event":
+        accepted = [r[0] for r in results if r[1] == 200 and not r[3].get("duplicate")
+                    and len(r[3].get("runs", [])) == 1]
+    else:
+        accepted = [r[0] for r in results if r[1] == 200 and r[3].get("challenge") == r[0]]
     return {"senders": senders, "sent": len(results), "elapsed_s": elapsed,
             "requests_per_s": len(results) / elapsed,
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
@@ -202,12 +214,12 @@ _first_ts = 0
 
 
 def run_load(env: dict[str, str], port: int, senders: int, count: int, seconds: float,
-             prefix: str) -> dict:
+             prefix: str, kind: str = "event") -> dict:
     global _first_ts
     first, _first_ts = _first_ts, _first_ts + count
     return run_json([str(VENV_PY), __file__, "load", f"127.0.0.1:{port}", "--senders",
                      str(senders), "--count", str(count), "--seconds", str(seconds),
-                     "--prefix", prefix, "--first", str(first)], env=env,
+                     "--prefix", prefix, "--first", str(first), "--kind", kind], env=env,
                     timeout=seconds + 120)
 
 
@@ -256,12 +268,19 @@ def main() -> None:
     server = start_gunicorn(env, port, args.workers, log)
     tag = uuid.uuid4().hex[:6]
     samples: dict[int, list[dict]] = {n: [] for n in LEVELS}
+    baseline: dict[int, list[dict]] = {n: [] for n in LEVELS}
     try:
         # Warm-up (untimed): every gunicorn worker imports, connects, asks the fake Slack.
         warm = run_load(env, port, 8, 200, 60, f"EvW{tag}")
         print(f"warm-up: {check(warm, f'EvW{tag}')}", file=sys.stderr)
         for rep in range(args.reps):
             for senders in LEVELS:
+                wait_for_quiet(max_wait=60)
+                base = run_load(env, port, senders, args.count, args.seconds,
+                                f"Vr{rep}s{senders}n", kind="challenge")
+                base["answered"] = len(base.pop("accepted"))
+                baseline[senders].append(base)
+                print(f"rep {rep} senders {senders} baseline: {summary(base)}", file=sys.stderr)
                 busy = wait_for_quiet(max_wait=60)
                 prefix = f"Ev{tag}r{rep}s{senders}n"
                 result = run_load(env, port, senders, args.count, args.seconds, prefix)
@@ -277,16 +296,23 @@ def main() -> None:
         connections.close_all()
         flush_redis()
         drop_database()
-    report(args, samples)
+    report(args, samples, baseline)
 
 
 def summary(result: dict) -> str:
     return (f"{result['sent']} sent, {result['requests_per_s']:.0f} req/s, "
             f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-            f"statuses {result['statuses']}, one run each: {result['exactly_one_run_each']}")
+            f"statuses {result['statuses']}, one run each: "
+            f"{result.get('exactly_one_run_each', '-')}")
 
 
-def report(args: argparse.Namespace, samples: dict[int, list[dict]]) -> None:
+def medians(results: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in results)
+            for key in ("requests_per_s", "p50_ms", "p99_ms")}
+
+
+def report(args: argparse.Namespace, samples: dict[int, list[dict]],
+           baseline: dict[int, list[dict]]) -> None:
     table = {}
     for senders, results in samples.items():
         table[senders] = {
@@ -296,17 +322,22 @@ def report(args: argparse.Namespace, samples: dict[int, list[dict]]) -> None:
             "sent": sum(r["sent"] for r in results),
             "non_200": sum(n for r in results for s, n in r["statuses"].items() if s != "200"),
             "exactly_one_run_each": all(r["exactly_one_run_each"] for r in results),
+            "baseline": medians(baseline[senders]),
         }
-    print("| senders | requests/s | p50 ms | p99 ms | events sent | non-200 | one run each |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| senders | requests/s | p50 ms | p99 ms | baseline req/s | baseline p50 ms | "
+          "req/s ÷ baseline | p50 ÷ baseline | events sent | non-200 | one run each |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for senders, row in table.items():
+        base = row["baseline"]
         print(f"| {senders} | {row['requests_per_s']:.0f} | {row['p50_ms']:.1f} | "
-              f"{row['p99_ms']:.1f} | {row['sent']} | {row['non_200']} | "
+              f"{row['p99_ms']:.1f} | {base['requests_per_s']:.0f} | {base['p50_ms']:.1f} | "
+              f"{row['requests_per_s'] / base['requests_per_s']:.2f} | "
+              f"{row['p50_ms'] / base['p50_ms']:.2f} | {row['sent']} | {row['non_200']} | "
               f"{'yes' if row['exactly_one_run_each'] else 'NO'} |")
     path = save_result("slack_events", {
         "machine": machine_info(), "code": code_version(),
         "services": service_versions(PG_ADMIN, REDIS_URL), "args": vars(args),
-        "table": table, "samples": samples})
+        "table": table, "samples": samples, "baseline": baseline})
     print(f"raw: {path}")
 
 
@@ -320,7 +351,9 @@ if __name__ == "__main__":
         parser.add_argument("--seconds", type=float, required=True)
         parser.add_argument("--prefix", required=True)
         parser.add_argument("--first", type=int, required=True)
+        parser.add_argument("--kind", choices=["event", "challenge"], default="event")
         a = parser.parse_args()
-        print(json.dumps(load(a.url, a.senders, a.count, a.seconds, a.prefix, a.first)))
+        print(json.dumps(load(a.url, a.senders, a.count, a.seconds, a.prefix, a.first,
+                              a.kind)))
     else:
         main()
