@@ -165,7 +165,8 @@ def _claim(trigger: Trigger, message: dict[str, Any], event_id: str, body: bytes
         key=f"{trigger.workflow_id}:{message['channel']}:{message['ts']}",
         defaults={"body_sha256": body_sha256(body), "workflow_id": trigger.workflow_id,
                   "data": {"event_id": event_id}, "status": Event.Status.STARTED,
-                  "detail": "one run per workflow and Slack message"})
+                  "detail": f"a claim, not a delivery: one run per workflow and Slack "
+                            f"message; the run is on event slack:{event_id}"})
     return created
 
 
