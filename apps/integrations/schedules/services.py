@@ -147,17 +147,24 @@ def _accept(trigger: Trigger, due: datetime) -> Accepted:
     scheduled_for = due.astimezone(zone).isoformat()
     data = envelope(integration="schedule", event="tick", trigger_id=trigger.id,
                     scheduled_for=scheduled_for)
-    busy = (Run.objects.filter(trigger=trigger).exclude(status__in=Run.TERMINAL)
-            .values_list("id", "status").first())
+    busy = (Run.objects.filter(trigger__in=_same_schedule(trigger))
+            .exclude(status__in=Run.TERMINAL).values_list("id", "status").first())
     targets = [] if busy else [Target(version=trigger.version, trigger=trigger,
                                       event_data=data)]
-    detail = f"skipped: run {busy[0]} of this trigger is still {busy[1]}" if busy else ""
+    detail = f"skipped: run {busy[0]} of this schedule is still {busy[1]}" if busy else ""
     accepted = event_accept(
         source="schedule", key=f"{trigger.id}:{scheduled_for}", body_hash=_sha256(data),
         data=data, targets=targets, workflow=trigger.workflow, detail=detail)
     if busy:
         log.info("schedule %s at %s %s", trigger, scheduled_for, detail)
     return accepted
+
+
+def _same_schedule(trigger: Trigger):
+    """This trigger and those of the workflow's other versions with the same schedule: a
+    run started before a new version was registered still holds back the next tick."""
+    return Trigger.objects.filter(workflow_id=trigger.workflow_id,
+                                  integration=trigger.integration, options=trigger.options)
 
 
 def _sha256(data: dict) -> str:

@@ -159,7 +159,7 @@ def test_a_tick_is_skipped_and_recorded_while_the_previous_run_is_unfinished(dai
     # then no run starts; the event says why, and that time is not tried again
     assert skipped.runs == []
     assert (skipped.event.status, skipped.event.detail) == (
-        Event.Status.IGNORED, f"skipped: run {unfinished.id} of this trigger is still pending")
+        Event.Status.IGNORED, f"skipped: run {unfinished.id} of this schedule is still pending")
     assert Run.objects.count() == 1
     run_cancel(run_id=unfinished.id)
     assert schedule_tick(daily.id, now=AFTER_NINE_JULY_1) is None
@@ -167,6 +167,23 @@ def test_a_tick_is_skipped_and_recorded_while_the_previous_run_is_unfinished(dai
     # the next time after the run ended starts a run
     run = finished(schedule_tick(daily.id, now=AFTER_NINE_JULY_1 + timedelta(days=1)))
     assert run.output["scheduled_for"] == "2026-07-02T09:00:00+02:00"
+
+
+def test_a_run_of_an_earlier_version_holds_back_the_same_schedule_of_a_new_one(
+        daily, write_script):
+    unfinished = run_create(version=daily.version, loaded=load_version(daily.version),
+                            event_data=envelope(integration="schedule", event="tick",
+                                                trigger_id=daily.id),
+                            trigger=daily)
+    [new] = workflow_register(write_script(DAILY + "\n# v2\n", "daily.py")).triggers
+    Trigger.objects.filter(pk=new.pk).update(active_since=LONG_AGO)
+    assert new.id != daily.id
+
+    skipped = schedule_tick(new.id, now=AFTER_NINE_JULY_1)
+
+    assert skipped.runs == []
+    assert skipped.event.detail == (f"skipped: run {unfinished.id} of this schedule is "
+                                    "still pending")
 
 
 def test_a_trigger_does_not_fire_for_times_before_it_was_registered(daily):
