@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from flowops.exceptions import PipelineDefinitionError
 
 # Characters that structure a step key; a step name may not contain them.
 _KEY_CHARS = set("/[]@#")
+# A Slack user id: U (or W, an Enterprise Grid user) then upper-case letters and digits.
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]+")
 
 
 class _Definition(BaseModel):
@@ -194,22 +197,29 @@ class Step(_Definition):
     def human_in_the_loop(name: str, message_for_user: str | None = None,
                           input_schema: type[BaseModel] | None = None, *,
                           message: str | None = None,
-                          slack_channel: str | None = None) -> HumanStep:
+                          slack_channel: str | None = None,
+                          slack_approvers: list[str] | tuple[str, ...] | None = None,
+                          ) -> HumanStep:
         """Pause the run until someone approves it; the approval's input is the output.
 
         ``slack_channel`` (``"#approvals"`` or a channel id) also posts the message there
-        with Approve / Reject buttons when the run pauses::
+        with Approve / Reject buttons when the run pauses; ``slack_approvers`` (Slack user
+        ids) limits who may click them (default: anyone in the channel)::
 
             review = Step.human_in_the_loop("review", message_for_user="Publish it?",
-                                            slack_channel="#approvals")
+                                            slack_channel="#approvals",
+                                            slack_approvers=["U0123ABCD"])
         """
         if slack_channel is not None and (
                 not isinstance(slack_channel, str) or not slack_channel.strip("# ")):
             raise PipelineDefinitionError(
                 f"human_in_the_loop {name!r}: slack_channel must be a non-empty string such "
                 f"as '#approvals' or a channel id, got {slack_channel!r}")
+        if slack_approvers is not None:
+            _check_slack_approvers(name, slack_approvers, slack_channel)
+            slack_approvers = tuple(slack_approvers)
         step = HumanStep(name=name, message=message or message_for_user or "",
-                         slack_channel=slack_channel)
+                         slack_channel=slack_channel, slack_approvers=slack_approvers)
         step._input_schema = input_schema
         return step
 
@@ -292,10 +302,28 @@ class HumanStep(Step):
     message: str = ""
     slack_channel: str | None = None
     """Where the approval request is posted with buttons (apps/integrations/slack/approvals.py)."""
+    slack_approvers: tuple[str, ...] | None = None
+    """The Slack user ids whose clicks count; None: anyone who can see the channel."""
     _input_schema: type[BaseModel] | None = PrivateAttr(default=None)
 
     def output_annotation(self) -> Any:
         return self._input_schema or Any
+
+
+def _check_slack_approvers(name: str, approvers: Any, channel: str | None) -> None:
+    where = f"human_in_the_loop {name!r}: slack_approvers"
+    if channel is None:
+        raise PipelineDefinitionError(
+            f"{where} needs slack_channel: the approvers click buttons posted there")
+    if not isinstance(approvers, list | tuple) or not approvers:
+        raise PipelineDefinitionError(
+            f"{where} must be a non-empty list of Slack user ids such as ['U0123ABCD'], "
+            f"got {approvers!r}")
+    for user_id in approvers:
+        if not isinstance(user_id, str) or not _SLACK_USER_ID.fullmatch(user_id):
+            raise PipelineDefinitionError(
+                f"{where}: {user_id!r} is not a Slack user id (U or W, then upper-case "
+                f"letters and digits, such as 'U0123ABCD')")
 
 
 class CachedStep(Step):

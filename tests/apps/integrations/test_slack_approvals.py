@@ -189,6 +189,36 @@ def test_slack_channel_must_be_a_non_empty_string(channel):
         Step.human_in_the_loop("review", message_for_user="ok?", slack_channel=channel)
 
 
+@pytest.mark.parametrize(("approvers", "problem"), [
+    ([], " must be a non-empty list of Slack user ids such as ['U0123ABCD'], got []"),
+    ("U0ADA", " must be a non-empty list of Slack user ids such as ['U0123ABCD'], got 'U0ADA'"),
+    (["U0ADA", ""], ": '' is not a Slack user id"),
+    (["u0ada"], ": 'u0ada' is not a Slack user id"),
+    (["@ada"], ": '@ada' is not a Slack user id"),
+    (["C0APPROVE"], ": 'C0APPROVE' is not a Slack user id"),
+    ([7], ": 7 is not a Slack user id"),
+])
+def test_slack_approvers_must_be_slack_user_ids(approvers, problem):
+    with pytest.raises(PipelineDefinitionError) as raised:
+        Step.human_in_the_loop("review", slack_channel="#approvals", slack_approvers=approvers)
+
+    assert str(raised.value).startswith(f"human_in_the_loop 'review': slack_approvers{problem}")
+
+
+def test_slack_approvers_need_a_slack_channel():
+    with pytest.raises(PipelineDefinitionError, match=r"^human_in_the_loop 'review': "
+                                                      r"slack_approvers needs slack_channel"):
+        Step.human_in_the_loop("review", slack_approvers=["U0ADA"])
+
+
+def test_slack_approvers_are_kept_on_the_step():
+    review = Step.human_in_the_loop("review", slack_channel="#approvals",
+                                    slack_approvers=["U0ADA", "W0BOB"])
+
+    assert review.slack_approvers == ("U0ADA", "W0BOB")
+    assert Step.human_in_the_loop("plain", slack_channel="#approvals").slack_approvers is None
+
+
 # -- answering ---------------------------------------------------------------------------
 def test_a_signed_approve_click_continues_the_run_and_records_the_user(paused, slack_env):
     [post] = slack_env.posts
