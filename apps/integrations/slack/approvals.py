@@ -13,6 +13,10 @@ gets the message twice, which beats a run waiting for a message nobody saw.
 A button approves with no input. A step with an ``input_schema`` is approved with the
 schema's defaults (``{}``); when the schema has required fields the click is refused and
 the message says so (approve it with the API or ``manage.py approve --input-json``).
+
+``slack_approvers`` on the step limits whose clicks count. The list is read from the step
+of the run's pinned version, never from the message or the click, so nothing done in
+Slack can widen it; anyone else's click changes nothing and says so in the message.
 """
 
 from __future__ import annotations
@@ -154,7 +158,8 @@ def on_approval_decided(sender: Any = None, *, run_id: str, step_key: str, appro
 @dataclass(frozen=True)
 class Click:
     """What a button click did: ``outcome`` (approved, rejected, already_decided,
-    refused, not_waiting, unknown) and a sentence for the logs and the response."""
+    refused, not_allowed, not_waiting, unknown) and a sentence for the logs and the
+    response."""
 
     outcome: str
     message: str
@@ -177,6 +182,9 @@ def approval_decide(*, run_id: str, step_key: str, approve: bool, user_id: str,
         _update_message(where, run, approval)
         return Click("already_decided", f"already {approval.status} by "
                                         f"{approval.decided_by_name or approval.decided_by}")
+    approvers = approvers_at(run, step_key)
+    if approvers is not None and user_id not in approvers:
+        return _not_allowed(where, run, approval, user_id=user_id, approvers=approvers)
     try:
         decided = _decide(approval, run, approve=approve, user_id=user_id, user_name=user_name)
     except Conflict as exc:
@@ -197,6 +205,16 @@ def approval_decide(*, run_id: str, step_key: str, approve: bool, user_id: str,
     if where != (decided.channel_id, decided.ts):  # a click on the message of an earlier ask
         _update_message((decided.channel_id, decided.ts), run, decided)
     return Click(decided.status, f"{decided.status} by {user_name or user_id}")
+
+
+def _not_allowed(where: tuple[str, str], run: Run, approval: SlackApproval, *, user_id: str,
+                 approvers: tuple[str, ...]) -> Click:
+    log.warning("Slack user %s may not decide run %s step %s (approvers: %s)", user_id,
+                run.id, approval.step_key, ", ".join(approvers))
+    note = f"{mention(user_id)} may not decide this; approvers: {mentions(approvers)}"
+    _update_message(where, run, approval, note=note)
+    return Click("not_allowed", f"Slack user {user_id} may not decide this approval; "
+                                f"approvers: {', '.join(approvers)}")
 
 
 def _decide(approval: SlackApproval, run: Run, *, approve: bool, user_id: str,
@@ -225,11 +243,22 @@ def _decide(approval: SlackApproval, run: Run, *, approve: bool, user_id: str,
 
 def button_input(run: Run, step_key: str) -> Any:
     """A button carries no input: a schema's defaults (``{}``), else None."""
+    schema = _step_at(run, step_key).output_annotation()
+    return {} if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+
+
+def approvers_at(run: Run, step_key: str) -> tuple[str, ...] | None:
+    """The Slack user ids who may decide the step; None: anyone in the channel."""
+    return getattr(_step_at(run, step_key), "slack_approvers", None)
+
+
+def _step_at(run: Run, step_key: str) -> Any:
+    # The run's pinned version, as the engine runs it: a script edited since cannot change
+    # who may decide a run already waiting.
     from apps.runs.services.execution import loaded_for
 
     ref, _ = loaded_for(run).plan.locate(step_key)
-    schema = ref.node.step.output_annotation()
-    return {} if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+    return ref.node.step
 
 
 def _update_message(where: tuple[str, str], run: Run, approval: SlackApproval,
@@ -271,10 +300,22 @@ def request_blocks(run: Run, step_key: str, note: str = "") -> list[dict[str, An
          "text": {"type": "plain_text", "text": "Reject"}},
     ]
     blocks = _question_blocks(run, step_key)
+    approvers = approvers_at(run, step_key)
+    if approvers:
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"Only {mentions(approvers)} may decide this."}]})
     if note:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     blocks.append({"type": "actions", "block_id": ACTIONS_BLOCK, "elements": buttons})
     return blocks
+
+
+def mention(user_id: str) -> str:
+    return f"<@{escape(user_id)}>"  # Slack shows the user's name
+
+
+def mentions(user_ids: tuple[str, ...]) -> str:
+    return ", ".join(mention(user_id) for user_id in user_ids)
 
 
 def decision_text(approval: SlackApproval) -> str:

@@ -21,6 +21,7 @@ from apps.runs.apis import run_output
 from apps.runs.models import Run, StepRun
 from apps.runs.services.execution import loaded_for
 from apps.runs.services.runs import recover_stuck, run_approve, run_cancel, run_resume
+from apps.workflows.services import workflow_version_from_path
 from flowops import Step
 from flowops.exceptions import PipelineDefinitionError
 from tests.apps.api_fixtures import token_client
@@ -374,6 +375,90 @@ def test_a_click_on_the_earlier_message_closes_the_new_one_too(paused, slack_env
     closed = [(u["ts"], texts(u["blocks"])[-1]) for u in slack_env.updates[1:]]
     assert closed == [(first["ts"], ":white_check_mark: Approved by <@U0ADA>"),
                       (second["ts"], ":white_check_mark: Approved by <@U0ADA>")]
+
+
+# -- who may decide ----------------------------------------------------------------------
+APPROVERS = REVIEW.replace('slack_channel="#approvals")',
+                           'slack_channel="#approvals",\n'
+                           '                                slack_approvers=["U0ADA", "W0CAT"])')
+
+
+@pytest.fixture
+def guarded(slack_env, dispatcher, write_script) -> Run:
+    """A run paused at a step that only U0ADA and W0CAT may decide from Slack."""
+    run = start_run(write_script(APPROVERS, "review.py"), input="otters")
+    run.refresh_from_db()
+    assert (run.status, run.paused_step_key) == (Run.Status.PAUSED, "review")
+    return run
+
+
+def test_the_question_names_who_may_decide(guarded, slack_env):
+    [post] = slack_env.posts
+
+    assert texts(post["blocks"]) == [
+        "Publish &lt;this&gt; &amp; that?",
+        f"Workflow *review* · run `{guarded.id}` · step `review`",
+        "Only <@U0ADA>, <@W0CAT> may decide this."]
+    assert action_ids(post["blocks"]) == [APPROVE, REJECT]
+
+
+def test_an_approver_approves(guarded, slack_env):
+    answer = click(slack_env.posts[0], user_id="W0CAT", username="cat")
+
+    assert answer.json() == {"outcome": "approved", "message": "approved by cat"}
+    run = wait_for_run(guarded.id, statuses=set(Run.TERMINAL))
+    assert (run.status, run.output) == (Run.Status.SUCCEEDED, "published (None)")
+    assert StepRun.objects.get(run=run, key="review").decided_by == "slack:W0CAT"
+    assert SlackApproval.objects.get().decided_by == "slack:W0CAT"
+
+
+@pytest.mark.parametrize("action", [APPROVE, REJECT])
+def test_anyone_else_changes_nothing_and_is_told_who_may(guarded, slack_env, caplog, action):
+    [post] = slack_env.posts
+
+    answer = click(post, action, user_id="U0BOB", username="bob")
+
+    assert (answer.status_code, answer.json()) == (200, {
+        "outcome": "not_allowed",
+        "message": "Slack user U0BOB may not decide this approval; approvers: U0ADA, W0CAT"})
+    run = Run.objects.get(pk=guarded.id)
+    assert (run.status, run.paused_step_key, run.error) == (Run.Status.PAUSED, "review", None)
+    step = StepRun.objects.get(run=run, key="review")
+    assert (step.status, step.decided_by) == ("pending", "")
+    approval = SlackApproval.objects.get()
+    assert (approval.status, approval.decided_by, approval.decided_at) == ("pending", "", None)
+    [update] = slack_env.updates
+    assert (update["channel"], update["ts"]) == (APPROVALS, post["ts"])
+    assert action_ids(update["blocks"]) == [APPROVE, REJECT]  # still answerable
+    assert texts(update["blocks"])[3] == (
+        "<@U0BOB> may not decide this; approvers: <@U0ADA>, <@W0CAT>")
+    assert any("U0BOB" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+    click(post, action, user_id="U0ADA", username="ada")  # an approver still can
+
+    assert SlackApproval.objects.get().decided_by == "slack:U0ADA"
+
+
+def test_the_approvers_are_those_of_the_runs_version(guarded, slack_env, write_script):
+    # The script now lets U0BOB decide; the waiting run keeps the version it started with.
+    edited = APPROVERS.replace('"W0CAT"]', '"W0CAT", "U0BOB"]')
+    version, _ = workflow_version_from_path(write_script(edited, "review.py"))
+    assert version.pk != guarded.version_id
+
+    answer = click(slack_env.posts[0], user_id="U0BOB", username="bob")
+
+    assert answer.json()["outcome"] == "not_allowed"
+    assert SlackApproval.objects.get().status == "pending"
+
+
+def test_the_api_decides_whatever_the_approvers(guarded, slack_env, staff):
+    answer = token_client(staff).post(f"/api/runs/{guarded.id}/approve", {}, format="json")
+
+    assert answer.status_code == 200
+    run = wait_for_run(guarded.id, statuses=set(Run.TERMINAL))
+    assert run.status == Run.Status.SUCCEEDED
+    assert SlackApproval.objects.get().decided_by == "api:ada"
+    assert texts(slack_env.updates[0]["blocks"])[-1] == ":white_check_mark: Approved by api:ada"
 
 
 SCHEMA = '''
