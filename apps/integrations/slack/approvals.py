@@ -192,7 +192,7 @@ def approval_decide(*, run_id: str, step_key: str, approve: bool, user_id: str,
                                                    f"approval: {exc.message}.")
         return Click("not_waiting", exc.message)
     except ApplicationError as exc:  # the step's input_schema needs input a button lacks
-        note = (f"<@{user_id}> could not approve from Slack: {exc.message}. Approve it with "
+        note = (f"{mention(user_id)} could not approve from Slack: {exc.message}. Approve it with "
                 f"input: `python manage.py approve {run_id} --input-json '{{...}}'` or "
                 f"`POST /api/runs/{run_id}/approve`.")
         _update_message(where, run, approval, note=note)
@@ -320,9 +320,8 @@ def mentions(user_ids: tuple[str, ...]) -> str:
 
 def decision_text(approval: SlackApproval) -> str:
     mark = ":white_check_mark:" if approval.status == Status.APPROVED else ":x:"
-    who = escape(approval.decided_by or "someone outside Slack")
-    if who.startswith("slack:"):
-        who = f"<@{who.removeprefix('slack:')}>"  # a mention: Slack shows the user's name
+    who = approval.decided_by or "someone outside Slack"
+    who = mention(who.removeprefix("slack:")) if who.startswith("slack:") else escape(who)
     return f"{mark} {approval.status.capitalize()} by {who}"
 
 

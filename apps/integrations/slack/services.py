@@ -39,6 +39,7 @@ from apps.workflows.services.events import (
     Target,
     body_sha256,
     event_accept,
+    event_found,
     triggers_active,
 )
 from flowops.context import envelope
@@ -83,10 +84,9 @@ def _event_callback(payload: dict[str, Any], body: bytes) -> Received:
     if reason:
         return Received(ignored=reason)
     message = _message(event, payload)
-    stored = Event.objects.filter(source=SOURCE, key=event_id).first()
+    stored = event_found(SOURCE, event_id)
     if stored is not None:  # a retry: answered before asking Slack anything
-        return Received(accepted=Accepted(
-            event=stored, runs=list(stored.runs.order_by("created_at")), duplicate=True))
+        return Received(accepted=stored)
     # Slack is asked before the transaction: no database transaction waits on the network.
     with client.quick():
         try:

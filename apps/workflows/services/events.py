@@ -55,6 +55,16 @@ def triggers_active(integration: str, event: str | None = None):
     return found.filter(event=event) if event is not None else found
 
 
+def event_found(source: str, key: str) -> Accepted | None:
+    """The event already stored under (source, key), as a duplicate delivery sees it."""
+    event = Event.objects.filter(source=source, key=key).first()
+    return None if event is None else _duplicate(event)
+
+
+def _duplicate(event: Event) -> Accepted:
+    return Accepted(event=event, runs=list(event.runs.order_by("created_at")), duplicate=True)
+
+
 def event_accept(*, source: str, key: str, body_hash: str, data: dict[str, Any],
                  targets: list[Target], workflow: Workflow | None = None,
                  detail: str = "") -> Accepted:
@@ -71,8 +81,7 @@ def event_accept(*, source: str, key: str, body_hash: str, data: dict[str, Any],
                       "detail": detail,
                       "status": Event.Status.STARTED if targets else Event.Status.IGNORED})
         if not created:
-            return Accepted(event=event, runs=list(event.runs.order_by("created_at")),
-                            duplicate=True)
+            return _duplicate(event)
         runs = [_start(event, target) for target in targets]
     log.info("event %s:%s started %d run(s)", source, key, len(runs))
     return Accepted(event=event, runs=runs)
