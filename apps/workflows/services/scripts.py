@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from apps.workflows.services.config import ENV_KEY
 from flowops._runtime import current_journal
 from flowops._steps import Pipeline, step
 from flowops.context import Context, Message, TriggerInfo
@@ -60,17 +61,19 @@ def script_context(event: dict[str, Any]) -> Context:
 
 def resolve_config(config: dict[str, Any], *, path: str = "config") -> dict[str, Any]:
     """Replace each ``{"$env": "NAME"}`` with the environment variable's value."""
-    resolved = {}
-    for key, value in config.items():
-        where = f"{path}.{key}"
-        if isinstance(value, dict) and set(value) == {"$env"}:
-            name = value["$env"]
-            if name not in os.environ:
-                raise ConfigError(f"{where}: the environment variable {name} is not set on "
-                                  "this worker")
-            resolved[key] = os.environ[name]
-        elif isinstance(value, dict):
-            resolved[key] = resolve_config(value, path=where)
-        else:
-            resolved[key] = value
-    return resolved
+    return {key: _resolve(value, f"{path}.{key}") for key, value in config.items()}
+
+
+def _resolve(value: Any, where: str) -> Any:
+    # Wherever config_validate lets a reference stand (nested objects and arrays).
+    if isinstance(value, dict) and set(value) == {ENV_KEY}:
+        name = value[ENV_KEY]
+        if name not in os.environ:
+            raise ConfigError(f"{where}: the environment variable {name} is not set on "
+                              "this worker")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return resolve_config(value, path=where)
+    if isinstance(value, list):
+        return [_resolve(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    return value

@@ -99,6 +99,22 @@ def test_config_reads_secrets_from_the_environment_and_names_a_missing_one(make_
                                        "FLOWOPS_TEST_KEY is not set on this worker")
 
 
+def test_config_references_inside_arrays_are_resolved_too(make_flow, monkeypatch):
+    flow = make_flow(SCRIPT)
+    Workflow.objects.filter(pk=flow.version.workflow_id).update(
+        config={"keys": [{"$env": "FLOWOPS_TEST_A"}, "plain", {"$env": "FLOWOPS_TEST_B"}]})
+    monkeypatch.setenv("FLOWOPS_TEST_A", "a")
+    monkeypatch.delenv("FLOWOPS_TEST_B", raising=False)
+
+    failed = flow.run("x")
+    monkeypatch.setenv("FLOWOPS_TEST_B", "b")
+    run = flow.run("y")
+
+    assert failed.error["message"] == ("config.keys[2]: the environment variable "
+                                       "FLOWOPS_TEST_B is not set on this worker")
+    assert run.output["config"] == {"keys": ["a", "plain", "b"]}
+
+
 def test_a_resumed_script_runs_from_the_top_and_never_repeats_an_effect(make_flow):
     flow = make_flow('''
         from flowops import activity, trigger
