@@ -22,6 +22,7 @@ ROOT = BENCH_DIR.parent
 WORK = BENCH_DIR / ".work"
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 FLUJO_PY = WORK / "flujo-venv" / "bin" / "python"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def work_dir(*parts: str) -> Path:
@@ -248,3 +249,21 @@ def code_version() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "commit_subject": git("log", "-1", "--format=%s"),
             "uncommitted_engine_files": [line[3:] for line in dirty.splitlines()]}
+
+
+def pg_database_fresh(name: str) -> None:
+    """Drop and create the benchmark's PostgreSQL database: the schema may have changed
+    in place since the last invocation."""
+    pg_database_drop(name)
+    _pg_admin(f'CREATE DATABASE "{name}"')
+
+
+def pg_database_drop(name: str) -> None:
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _pg_admin(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
+        con.execute(statement)

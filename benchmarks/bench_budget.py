@@ -53,6 +53,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from _common import (  # noqa: E402
+    PG_ADMIN,
     ROOT,
     VENV_PY,
     code_version,
@@ -60,6 +61,7 @@ from _common import (  # noqa: E402
     fresh_sqlite,
     local_env,
     machine_info,
+    pg_database_fresh,
     run_json,
     save_result,
     wait_for_quiet,
@@ -67,7 +69,6 @@ from _common import (  # noqa: E402
 )
 
 DB_NAME = os.environ.get("BENCH_BUDGET_DB", "flowops_bench_budget")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_ENV = {
     "DJANGO_SETTINGS_MODULE": "settings.production",
     "DJANGO_SECRET_KEY": "x",
@@ -161,12 +162,7 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def ensure_database() -> None:
-    import psycopg
-
-    # Dropped and created afresh every time: the schema may have changed in place.
-    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        con.execute(f'CREATE DATABASE "{DB_NAME}"')
+    pg_database_fresh(DB_NAME)
     subprocess.run([str(VENV_PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
                    env=child_env(PG_ENV), check=True)
 

@@ -38,7 +38,6 @@ sys.path.insert(0, str(BENCH))
 
 # Several checkouts may benchmark on one server: each can name its own database.
 DB_NAME = os.environ.get("BENCH_DB_NAME", "flowops_bench")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 ENV = {
     "DJANGO_SETTINGS_MODULE": "settings.production",
@@ -58,6 +57,7 @@ from _common import (  # noqa: E402
     VENV_PY,
     code_version,
     machine_info,
+    pg_database_fresh,
     save_result,
     service_versions,
     wait_for_quiet,
@@ -71,12 +71,7 @@ CHAIN_STEPS = 100
 
 # -- database ------------------------------------------------------------------------------
 def ensure_database() -> None:
-    import psycopg
-
-    # Dropped and created afresh every time: the schema may have changed in place.
-    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        con.execute(f'CREATE DATABASE "{DB_NAME}"')
+    pg_database_fresh(DB_NAME)
     subprocess.run([str(VENV_PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
                    env=child_env(), check=True)
 

@@ -39,25 +39,27 @@ sys.path.insert(0, str(BENCH))
 
 # Another name keeps concurrent runs (other worktrees) from dropping each other's database.
 DB_NAME = os.environ.get("FLOWOPS_BENCH_MEMORY_DB", "flowops_bench_memory")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 os.environ.update({
     "DJANGO_SETTINGS_MODULE": "settings.production", "DJANGO_SECRET_KEY": "bench",
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
     "REDIS_URL": "redis://127.0.0.1:6379/14",
 })
 
-from _common import ROOT, VENV_PY, code_version, machine_info, save_result  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    VENV_PY,
+    code_version,
+    machine_info,
+    pg_database_fresh,
+    save_result,
+)
 
 # This tree's code: the shared venv's editable install points at another checkout.
 sys.path.insert(0, str(ROOT))
 
 
 def fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        con.execute(f'CREATE DATABASE "{DB_NAME}"')
+    pg_database_fresh(DB_NAME)
     subprocess.run([str(VENV_PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
                    check=True)
 

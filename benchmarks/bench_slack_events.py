@@ -55,10 +55,13 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from _common import (  # noqa: E402
+    PG_ADMIN,
     ROOT,
     VENV_PY,
     code_version,
     machine_info,
+    pg_database_drop,
+    pg_database_fresh,
     run_json,
     save_result,
     service_versions,
@@ -69,7 +72,6 @@ from _common import (  # noqa: E402
 sys.path.insert(0, str(ROOT))  # this tree's code, whatever the venv's editable install says
 
 DB_NAME = os.environ.get("BENCH_SLACK_DB", "flowops_bench_slack")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = os.environ.get("BENCH_SLACK_REDIS", "redis://127.0.0.1:6379/12")
 SECRET = "bench-signing-secret"
 PATH = "/hooks/slack/events"
@@ -164,18 +166,11 @@ def environment(slack_url: str) -> dict[str, str]:
 
 
 def fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        con.execute(f'CREATE DATABASE "{DB_NAME}"')
+    pg_database_fresh(DB_NAME)
 
 
 def drop_database() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as con:
-        con.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    pg_database_drop(DB_NAME)
 
 
 def flush_redis() -> None:
