@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,12 +32,6 @@ name = "echo"
 def run(context):
     return {"got": context.payload}
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -86,8 +79,9 @@ def embedded_env(tmp_path) -> dict[str, str]:
     return env
 
 
-def test_serve_registers_the_scripts_and_runs_a_webhook_in_the_background(embedded_env):
-    port = free_port()
+def test_serve_registers_the_scripts_and_runs_a_webhook_in_the_background(embedded_env,
+                                                                          free_tcp_port):
+    port = free_tcp_port
     server = subprocess.Popen([sys.executable, "manage.py", "serve", f"127.0.0.1:{port}"],
                               cwd=REPO, env=embedded_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
